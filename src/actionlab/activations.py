@@ -1,0 +1,527 @@
+"""One registry of activation functions: values, derivatives and Taylor coefficients.
+
+Every activation σ gives
+
+* its value ``act(x)`` (plain torch ops, differentiable by autograd);
+* closed-form derivatives ``act.derivative(x, n)`` for n = 1, 2;
+* exact Taylor coefficients at 0, ``act.taylor(order, side=+1)`` =
+  [σ(0), σ'(0), σ''(0)/2!, …, σ⁽ⁿ⁾(0)/n!] (``side=-1``: the left-hand ones);
+* Taylor coefficients at any point, ``act.taylor_at(x0, order, side)``: the
+  coefficients σ⁽ᵏ⁾(x0)/k! elementwise on the analytic piece containing x0.
+
+The coefficients come from the first-order differential equation each
+function satisfies, turned into a recurrence on power series (exact up to
+float rounding, never finite differences):
+
+===========  ===========================================  ================================================
+name         σ(x)                                         recurrence for y = σ(x0 + t) = Σ y_k t^k
+===========  ===========================================  ================================================
+tanh         tanh x                                       (k+1) y_{k+1} = δ_{k0} − Σ_{i≤k} y_i y_{k−i}
+sigmoid      1/(1+e^{−x})  (003's ``sigm``)              (k+1) y_{k+1} = y_k − Σ_{i≤k} y_i y_{k−i}
+silu         x·sigmoid(x)  (notes 000/001)                y_k = x0 s_k + s_{k−1}   (s: sigmoid series)
+softplus     ln(1+e^x)                                    (k+1) y_{k+1} = s_k
+relu_omega   ω ln(e^{ιx/ω} + e^{x/ω})  (003 §1)           ι x + ω softplus((1−ι) x/ω)
+erf          (2/√π)∫₀ˣ e^{−u²} du  (004 App. B.1)         (k+1) y_{k+1} = (2/√π) g_k,  g = e^{−x²}:
+                                                          (k+1) g_{k+1} = −2(x0 g_k + g_{k−1})
+gelu         x Φ(x)                                       y_k = x0 Φ_k + Φ_{k−1}, (k+1) Φ_{k+1} = φ_k,
+                                                          (k+1) φ_{k+1} = −(x0 φ_k + φ_{k−1})
+elu          x (x ≥ 0), α(eˣ − 1) (x < 0)  (003 §1)       left piece: y_0 = α(e^{x0}−1), y_k = α e^{x0}/k!
+relu         max(x, 0)                                    pieces [x0, 1, 0, …] and 0
+leaky_relu   x (x ≥ 0), a·x (x < 0)                       pieces [x0, 1, 0, …] and a·[x0, 1, 0, …]
+linear       x                                            [x0, 1, 0, …]
+===========  ===========================================  ================================================
+
+Two properties matter to the expansion of the action:
+
+* ``analytic_at_zero`` — σ has a convergent power series at 0 (silu, gelu,
+  tanh, sigmoid, erf, softplus, relu_omega);
+* ``positively_homogeneous`` — σ(λx) = λσ(x) for λ > 0 (relu, leaky_relu,
+  linear), so along a ray from θ = 0 the hidden layer is exactly linear in t.
+
+Kinked activations list their non-analytic points in ``kinks``; at a kink the
+one-sided branch is chosen by ``side`` (for a ray a0 + a1·t through a kink,
+side = sign(a1) gives the coefficients valid for small t > 0).
+
+The derivative at a kink is the right-hand one (relu'(0) = 1), as document
+002 takes it; torch's autograd uses 0 there — a measure-zero difference that
+the tests avoid.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from actionlab._checks import ValueCheckError, check_choice
+
+__all__ = ["Activation", "ActivationModule", "get", "names", "register"]
+
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+
+class Activation:
+    """Base class. Subclasses implement ``_value``, ``_d1``, ``_d2`` and ``_series``."""
+
+    name: str = ""
+    analytic_at_zero: bool = True
+    positively_homogeneous: bool = False
+    kinks: tuple[float, ...] = ()
+
+    def __init__(self, **params: float) -> None:
+        self.params: dict[str, float] = {k: float(v) for k, v in params.items()}
+
+    # -- values -------------------------------------------------------------------------
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self._value(x)
+
+    def derivative(self, x: torch.Tensor, n: int = 1) -> torch.Tensor:
+        """The n-th derivative σ⁽ⁿ⁾(x) in closed form, n ∈ {1, 2} (right-hand at a kink)."""
+        if n == 1:
+            return self._d1(x)
+        if n == 2:
+            return self._d2(x)
+        if n == 0:
+            return self._value(x)
+        raise ValueCheckError(
+            f"derivative(x, n) has closed forms for n = 0, 1, 2, got n = {n}; "
+            f"use taylor_at(x, n)[..., n] * n! for higher orders"
+        )
+
+    # -- series -------------------------------------------------------------------------
+    def taylor_at(self, x0: torch.Tensor, order: int, side: torch.Tensor | float | None = None) -> torch.Tensor:
+        """Coefficients σ⁽ᵏ⁾(x0)/k!, k = 0..order, stacked on a new last axis.
+
+        For a kinked activation the coefficients are those of the analytic
+        piece containing x0; where x0 lies exactly on a kink, ``side`` (±1,
+        broadcastable to x0, default +1) selects the right (+1) or left (−1)
+        piece. Then σ(x0 + x1 t) = Σ_k c_k (x1 t)^k exactly while x0 + x1 t
+        stays in that piece.
+        """
+        if not isinstance(order, int) or order < 0:
+            raise ValueCheckError(f"order must be a non-negative int, got {order!r}")
+        if not isinstance(x0, torch.Tensor):
+            x0 = torch.as_tensor(x0, dtype=torch.float64)
+        if not x0.is_floating_point():
+            x0 = x0.to(torch.get_default_dtype())
+        return torch.stack(self._series(x0, order, side), dim=-1)
+
+    def taylor(self, order: int, side: int = +1) -> list[float]:
+        """Exact [σ(0), σ'(0), σ''(0)/2!, …, σ⁽ⁿ⁾(0)/n!] (float64); ``side=-1`` gives the left-hand series."""
+        if side not in (1, -1):
+            raise ValueCheckError(f"side must be +1 or -1, got {side!r}")
+        x0 = torch.zeros((), dtype=torch.float64)
+        return [float(v) for v in self.taylor_at(x0, order, side=float(side))]
+
+    @property
+    def kind(self) -> str:
+        """'analytic' (power series at 0), 'homogeneous' (positively homogeneous) or 'piecewise'."""
+        if self.positively_homogeneous:
+            return "homogeneous"
+        return "analytic" if self.analytic_at_zero else "piecewise"
+
+    def module(self) -> ActivationModule:
+        """An ``nn.Module`` applying this activation (for ``nn.Sequential``)."""
+        return ActivationModule(self)
+
+    def spec(self) -> dict:
+        """``{"name": ..., "params": {...}}``: enough to rebuild it with ``get(**spec)``-style calls."""
+        return {"name": self.name, "params": dict(self.params)}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v:g}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Activation) and self.spec() == other.spec()
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(sorted(self.params.items()))))
+
+    # -- to implement -------------------------------------------------------------------
+    def _value(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _d1(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _d2(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _series(self, x0: torch.Tensor, order: int, side) -> list[torch.Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+
+class ActivationModule(nn.Module):
+    """``nn.Module`` wrapper of an :class:`Activation`."""
+
+    def __init__(self, activation: Activation) -> None:
+        super().__init__()
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(x)
+
+    def extra_repr(self) -> str:
+        return repr(self.activation)
+
+
+# ---------------------------------------------------------------------------------------
+# series helpers (lists of tensors, index = power of t)
+# ---------------------------------------------------------------------------------------
+
+
+def _cauchy(a: list[torch.Tensor], b: list[torch.Tensor], k: int) -> torch.Tensor:
+    """Coefficient k of the product of two series: Σ_{i=0..k} a_i b_{k−i}."""
+    out = a[0] * b[k]
+    for i in range(1, k + 1):
+        out = out + a[i] * b[k - i]
+    return out
+
+
+def _linear_series(x0: torch.Tensor, order: int, slope: float = 1.0) -> list[torch.Tensor]:
+    zero = torch.zeros_like(x0)
+    out = [slope * x0]
+    if order >= 1:
+        out.append(torch.full_like(x0, slope))
+    out.extend(zero for _ in range(order - 1))
+    return out
+
+
+def _sigmoid_series(x0: torch.Tensor, order: int) -> list[torch.Tensor]:
+    y = [torch.sigmoid(x0)]
+    for k in range(order):
+        y.append((y[k] - _cauchy(y, y, k)) / (k + 1))
+    return y
+
+
+def _softplus_series(x0: torch.Tensor, order: int) -> list[torch.Tensor]:
+    s = _sigmoid_series(x0, max(order - 1, 0))
+    return [torch.logaddexp(x0, torch.zeros_like(x0))] + [s[k] / (k + 1) for k in range(order)]
+
+
+def _side_mask(x0: torch.Tensor, side, kink: float = 0.0) -> torch.Tensor:
+    """True where the right-hand piece (x ≥ kink) applies."""
+    if side is None:
+        side_t = torch.ones_like(x0)
+    else:
+        side_t = torch.as_tensor(side, dtype=x0.dtype, device=x0.device).expand_as(x0)
+    return (x0 > kink) | ((x0 == kink) & (side_t >= 0))
+
+
+# ---------------------------------------------------------------------------------------
+# the activations
+# ---------------------------------------------------------------------------------------
+
+
+class Tanh(Activation):
+    name = "tanh"
+
+    def _value(self, x):
+        return torch.tanh(x)
+
+    def _d1(self, x):
+        return 1 - torch.tanh(x) ** 2
+
+    def _d2(self, x):
+        t = torch.tanh(x)
+        return -2 * t * (1 - t * t)
+
+    def _series(self, x0, order, side):
+        y = [torch.tanh(x0)]
+        for k in range(order):
+            rhs = -_cauchy(y, y, k)
+            if k == 0:
+                rhs = rhs + 1
+            y.append(rhs / (k + 1))
+        return y
+
+
+class Sigmoid(Activation):
+    name = "sigmoid"
+
+    def _value(self, x):
+        return torch.sigmoid(x)
+
+    def _d1(self, x):
+        s = torch.sigmoid(x)
+        return s * (1 - s)
+
+    def _d2(self, x):
+        s = torch.sigmoid(x)
+        return s * (1 - s) * (1 - 2 * s)
+
+    def _series(self, x0, order, side):
+        return _sigmoid_series(x0, order)
+
+
+class SiLU(Activation):
+    name = "silu"
+
+    def _value(self, x):
+        return x * torch.sigmoid(x)
+
+    def _d1(self, x):
+        s = torch.sigmoid(x)
+        return s + x * s * (1 - s)
+
+    def _d2(self, x):
+        s = torch.sigmoid(x)
+        return s * (1 - s) * (2 + x * (1 - 2 * s))
+
+    def _series(self, x0, order, side):
+        s = _sigmoid_series(x0, order)
+        return [x0 * s[0]] + [x0 * s[k] + s[k - 1] for k in range(1, order + 1)]
+
+
+class Softplus(Activation):
+    name = "softplus"
+
+    def _value(self, x):
+        return torch.logaddexp(x, torch.zeros_like(x))
+
+    def _d1(self, x):
+        return torch.sigmoid(x)
+
+    def _d2(self, x):
+        s = torch.sigmoid(x)
+        return s * (1 - s)
+
+    def _series(self, x0, order, side):
+        return _softplus_series(x0, order)
+
+
+class ReluOmega(Activation):
+    """Smoothed relu of 003 §1: relu_ω(t) = ω ln(exp(ιt/ω) + exp(t/ω)), ω > 0, 0 ≤ ι < 1.
+
+    relu_ω(t) = ι t + ω softplus((1 − ι) t / ω) and relu_ω'(t) = ι + (1 − ι) sigm((1 − ι) t / ω).
+    """
+
+    name = "relu_omega"
+
+    def __init__(self, omega: float = 1.0, iota: float = 0.0) -> None:
+        if not omega > 0 or not math.isfinite(omega):
+            raise ValueCheckError(f"relu_omega needs omega > 0 (003 §1), got omega = {omega}")
+        if not 0 <= iota < 1:
+            raise ValueCheckError(f"relu_omega needs 0 ≤ iota < 1 (003 §1), got iota = {iota}")
+        super().__init__(omega=omega, iota=iota)
+
+    @property
+    def _r(self) -> float:
+        return (1 - self.params["iota"]) / self.params["omega"]
+
+    def _value(self, x):
+        w, i = self.params["omega"], self.params["iota"]
+        return w * torch.logaddexp(i * x / w, x / w)
+
+    def _d1(self, x):
+        i = self.params["iota"]
+        return i + (1 - i) * torch.sigmoid(self._r * x)
+
+    def _d2(self, x):
+        s = torch.sigmoid(self._r * x)
+        return (1 - self.params["iota"]) * self._r * s * (1 - s)
+
+    def _series(self, x0, order, side):
+        w, i, r = self.params["omega"], self.params["iota"], self._r
+        sp = _softplus_series(r * x0, order)
+        out = [w * sp[k] * r**k for k in range(order + 1)]
+        out[0] = out[0] + i * x0
+        if order >= 1:
+            out[1] = out[1] + i
+        return out
+
+
+class Erf(Activation):
+    name = "erf"
+
+    def _value(self, x):
+        return torch.erf(x)
+
+    def _d1(self, x):
+        return _TWO_OVER_SQRT_PI * torch.exp(-x * x)
+
+    def _d2(self, x):
+        return -2 * x * _TWO_OVER_SQRT_PI * torch.exp(-x * x)
+
+    def _series(self, x0, order, side):
+        g = [torch.exp(-x0 * x0)]
+        for k in range(order - 1):
+            prev = g[k - 1] if k >= 1 else torch.zeros_like(x0)
+            g.append(-2 * (x0 * g[k] + prev) / (k + 1))
+        return [torch.erf(x0)] + [_TWO_OVER_SQRT_PI * g[k] / (k + 1) for k in range(order)]
+
+
+class GELU(Activation):
+    """GELU, exact form x·Φ(x) with Φ the standard normal CDF."""
+
+    name = "gelu"
+
+    def _value(self, x):
+        return F.gelu(x)
+
+    def _d1(self, x):
+        phi = torch.exp(-0.5 * x * x) / _SQRT_2PI
+        return 0.5 * (1 + torch.erf(x / math.sqrt(2))) + x * phi
+
+    def _d2(self, x):
+        phi = torch.exp(-0.5 * x * x) / _SQRT_2PI
+        return phi * (2 - x * x)
+
+    def _series(self, x0, order, side):
+        phi = [torch.exp(-0.5 * x0 * x0) / _SQRT_2PI]
+        for k in range(order - 1):
+            prev = phi[k - 1] if k >= 1 else torch.zeros_like(x0)
+            phi.append(-(x0 * phi[k] + prev) / (k + 1))
+        cdf = [0.5 * (1 + torch.erf(x0 / math.sqrt(2)))] + [phi[k] / (k + 1) for k in range(order)]
+        return [x0 * cdf[0]] + [x0 * cdf[k] + cdf[k - 1] for k in range(1, order + 1)]
+
+
+class ELU(Activation):
+    """elu(t) = t for t ≥ 0, α(exp(t) − 1) for t < 0 (003 §1)."""
+
+    name = "elu"
+    analytic_at_zero = False
+    kinks = (0.0,)
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        if not math.isfinite(alpha):
+            raise ValueCheckError(f"elu needs a finite alpha, got {alpha}")
+        super().__init__(alpha=alpha)
+
+    def _value(self, x):
+        a = self.params["alpha"]
+        return torch.where(x >= 0, x, a * torch.expm1(torch.clamp(x, max=0)))
+
+    def _d1(self, x):
+        a = self.params["alpha"]
+        return torch.where(x >= 0, torch.ones_like(x), a * torch.exp(torch.clamp(x, max=0)))
+
+    def _d2(self, x):
+        a = self.params["alpha"]
+        return torch.where(x >= 0, torch.zeros_like(x), a * torch.exp(torch.clamp(x, max=0)))
+
+    def _series(self, x0, order, side):
+        a = self.params["alpha"]
+        right = _side_mask(x0, side)
+        e = a * torch.exp(torch.clamp(x0, max=0))
+        lin = _linear_series(x0, order)
+        out = [torch.where(right, lin[0], a * torch.expm1(torch.clamp(x0, max=0)))]
+        for k in range(1, order + 1):
+            out.append(torch.where(right, lin[k], e / math.factorial(k)))
+        return out
+
+
+class LeakyReLU(Activation):
+    """x for x ≥ 0, slope·x for x < 0; relu is slope = 0."""
+
+    name = "leaky_relu"
+    analytic_at_zero = False
+    positively_homogeneous = True
+    kinks = (0.0,)
+
+    def __init__(self, slope: float = 0.01) -> None:
+        if not math.isfinite(slope):
+            raise ValueCheckError(f"leaky_relu needs a finite slope, got {slope}")
+        super().__init__(slope=slope)
+
+    @property
+    def _slope(self) -> float:
+        return self.params.get("slope", 0.0)
+
+    def _value(self, x):
+        return torch.where(x >= 0, x, self._slope * x)
+
+    def _d1(self, x):
+        return torch.where(x >= 0, torch.ones_like(x), torch.full_like(x, self._slope))
+
+    def _d2(self, x):
+        return torch.zeros_like(x)
+
+    def _series(self, x0, order, side):
+        right = _side_mask(x0, side)
+        lin = _linear_series(x0, order)
+        return [torch.where(right, c, self._slope * c) for c in lin]
+
+
+class ReLU(LeakyReLU):
+    name = "relu"
+
+    def __init__(self) -> None:
+        Activation.__init__(self)
+
+    def _value(self, x):
+        return torch.relu(x)
+
+
+class Linear(Activation):
+    name = "linear"
+    positively_homogeneous = True
+
+    def _value(self, x):
+        return x
+
+    def _d1(self, x):
+        return torch.ones_like(x)
+
+    def _d2(self, x):
+        return torch.zeros_like(x)
+
+    def _series(self, x0, order, side):
+        return _linear_series(x0, order)
+
+
+# ---------------------------------------------------------------------------------------
+# registry
+# ---------------------------------------------------------------------------------------
+
+_REGISTRY: dict[str, Callable[..., Activation]] = {}
+_ALIASES = {
+    "sigm": "sigmoid",
+    "logistic": "sigmoid",
+    "swish": "silu",
+    "leaky": "leaky_relu",
+    "leakyrelu": "leaky_relu",
+    "smoothed_relu": "relu_omega",
+    "relu_w": "relu_omega",
+    "identity": "linear",
+}
+
+
+def register(name: str, factory: Callable[..., Activation]) -> None:
+    """Add an activation class (or factory) to the registry under ``name``."""
+    _REGISTRY[name] = factory
+
+
+for _cls in (Tanh, Sigmoid, SiLU, Softplus, ReluOmega, Erf, GELU, ELU, LeakyReLU, ReLU, Linear):
+    register(_cls.name, _cls)
+
+
+def names() -> list[str]:
+    """The registered activation names."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str | Activation, **params: float) -> Activation:
+    """The activation called ``name`` with its parameters (e.g. ``get("elu", alpha=0.5)``).
+
+    An :class:`Activation` passes through unchanged. Unknown names and
+    unknown parameters raise :class:`~actionlab.ValueCheckError`.
+    """
+    if isinstance(name, Activation):
+        if params:
+            raise ValueCheckError("parameters were given together with an Activation instance; pass a name instead")
+        return name
+    if not isinstance(name, str):
+        raise ValueCheckError(f"activation must be a name or an Activation, got {type(name).__name__}")
+    key = name.strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    check_choice(key, names(), "activation")
+    try:
+        return _REGISTRY[key](**params)
+    except TypeError as exc:
+        raise ValueCheckError(f"bad parameters {params} for activation {key!r}: {exc}") from None

@@ -1,0 +1,203 @@
+"""Run folders: where every experiment writes what it measured.
+
+A run folder holds
+
+* ``results.json`` – the measured numbers (the experiment's Result dataclass,
+  serialised by :func:`to_jsonable`), under the key ``"results"``, beside
+  ``"experiment"``, ``"config"``, ``"claims"`` and ``"provenance"``;
+* ``*.png`` – figures, listed in ``results.json`` under ``"figures"``;
+* ``summary.md`` – claim by claim, what the source document says and what was
+  measured;
+* ``provenance.json`` – command line, seed, data, library versions, date, git
+  commit, wall time.
+
+Claims are rows ``{"source": "001", "claim": ..., "document_value": ...,
+"measured": ..., "verdict": "holds" | "does not hold" | "not yet measured" |
+"inconclusive", "details": ...}`` so that ``actionlab report`` can gather them
+across run folders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["RunFolder", "to_jsonable", "provenance", "Claim", "VERDICTS", "default_out"]
+
+VERDICTS = ("holds", "does not hold", "inconclusive", "not yet measured")
+
+
+@dataclasses.dataclass
+class Claim:
+    """One claim of a source document set against a measurement."""
+
+    source: str  # document id, e.g. "001" or "004"
+    claim: str  # what the document says, in words
+    document_value: Any = None  # the document's number or formula
+    measured: Any = None  # what this run measured
+    verdict: str = "not yet measured"
+    details: str = ""  # how it was measured, tolerance, where it fails
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Dataclasses, tensors, arrays, paths and numpy scalars to plain JSON types (NaN/inf become strings)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, torch.Tensor):
+        return to_jsonable(obj.detach().cpu().numpy())
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        x = float(obj)
+        return x if math.isfinite(x) else str(x)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (torch.dtype, torch.device)):
+        return str(obj)
+    return obj
+
+
+def _git_commit() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=False
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def provenance(seed: int | None = None, data: Any = None, extra: dict | None = None) -> dict:
+    """Everything needed to repeat a run: command, seed, data description, versions, date, commit."""
+    import scipy
+    import sklearn
+
+    from actionlab import __version__
+
+    info = {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "seed": seed,
+        "data": to_jsonable(data),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "versions": {
+            "actionlab": __version__,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+            "scikit-learn": sklearn.__version__,
+        },
+        "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
+    }
+    if extra:
+        info.update(to_jsonable(extra))
+    return info
+
+
+def default_out(name: str) -> Path:
+    """``runs/<name>-<UTC timestamp>`` under the current directory."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{name}-{stamp}"
+
+
+class RunFolder:
+    """A folder that collects one experiment's results, figures, claims and provenance.
+
+    Usage::
+
+        run = RunFolder(out, experiment="demo", config=cfg, seed=0)
+        run.save_figure(fig, "loss")            # loss.png
+        run.add_claim(Claim(...))
+        run.finish(result, summary_md)          # results.json, summary.md, provenance.json
+    """
+
+    def __init__(self, path: str | Path, experiment: str, config: Any = None, seed: int | None = None, data: Any = None):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.experiment = experiment
+        self.config = config
+        self.seed = seed
+        self.data = data
+        self.figures: list[str] = []
+        self.claims: list[Claim] = []
+        self._t0 = time.perf_counter()
+        # mark as running: `actionlab study` uses this to tell finished from interrupted runs
+        (self.path / "RUNNING").write_text(_dt.datetime.now(_dt.timezone.utc).isoformat())
+
+    def save_figure(self, fig, name: str, dpi: int = 120) -> Path:
+        """Save a matplotlib figure as ``name.png`` and close it."""
+        import matplotlib.pyplot as plt
+
+        target = self.path / (name if name.endswith(".png") else f"{name}.png")
+        fig.savefig(target, dpi=dpi, bbox_inches="tight")
+        plt.close(fig)
+        if target.name not in self.figures:
+            self.figures.append(target.name)
+        return target
+
+    def add_claim(self, claim: Claim) -> None:
+        self.claims.append(claim)
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        target = self.path / name
+        target.write_text(json.dumps(to_jsonable(obj), indent=2, allow_nan=False))
+        return target
+
+    def finish(self, result: Any, summary: str | None = None) -> Path:
+        """Write results.json, provenance.json and summary.md; remove the RUNNING marker."""
+        wall = time.perf_counter() - self._t0
+        prov = provenance(seed=self.seed, data=self.data, extra={"wall_time_s": wall})
+        payload = {
+            "experiment": self.experiment,
+            "config": to_jsonable(self.config),
+            "results": to_jsonable(result),
+            "claims": to_jsonable(self.claims),
+            "figures": list(self.figures),
+            "provenance": prov,
+        }
+        self.write_json("provenance.json", prov)
+        if summary is not None:
+            (self.path / "summary.md").write_text(summary)
+        out = self.write_json("results.json", payload)
+        (self.path / "RUNNING").unlink(missing_ok=True)
+        return out
+
+
+def claims_table_md(claims: list[Claim]) -> str:
+    """A Markdown table of claims (source, claim, document, measured, verdict)."""
+    lines = ["| source | claim | document | measured | verdict |", "|---|---|---|---|---|"]
+    for c in claims:
+        def cell(v: Any) -> str:
+            s = v if isinstance(v, str) else json.dumps(to_jsonable(v))
+            return s.replace("|", "\\|").replace("\n", " ")
+
+        lines.append(f"| {c.source} | {cell(c.claim)} | {cell(c.document_value)} | {cell(c.measured)} | **{c.verdict}** |")
+    return "\n".join(lines) + "\n"
+
+
+__all__.append("claims_table_md")
