@@ -72,7 +72,12 @@ class Activation:
     positively_homogeneous: bool = False
     kinks: tuple[float, ...] = ()
 
+    param_names: tuple[str, ...] = ()
+
     def __init__(self, **params: float) -> None:
+        unknown = set(params) - set(self.param_names)
+        if unknown:
+            raise TypeError(f"{self.name} takes parameters {self.param_names or '()'}, got {sorted(unknown)}")
         self.params: dict[str, float] = {k: float(v) for k, v in params.items()}
 
     # -- values -------------------------------------------------------------------------
@@ -302,6 +307,7 @@ class ReluOmega(Activation):
     """
 
     name = "relu_omega"
+    param_names = ("omega", "iota")
 
     def __init__(self, omega: float = 1.0, iota: float = 0.0) -> None:
         if not omega > 0 or not math.isfinite(omega):
@@ -385,6 +391,7 @@ class ELU(Activation):
     """elu(t) = t for t ≥ 0, α(exp(t) − 1) for t < 0 (003 §1)."""
 
     name = "elu"
+    param_names = ("alpha",)
     analytic_at_zero = False
     kinks = (0.0,)
 
@@ -420,6 +427,7 @@ class LeakyReLU(Activation):
     """x for x ≥ 0, slope·x for x < 0; relu is slope = 0."""
 
     name = "leaky_relu"
+    param_names = ("slope",)
     analytic_at_zero = False
     positively_homogeneous = True
     kinks = (0.0,)
@@ -450,6 +458,7 @@ class LeakyReLU(Activation):
 
 class ReLU(LeakyReLU):
     name = "relu"
+    param_names = ()
 
     def __init__(self) -> None:
         Activation.__init__(self)
