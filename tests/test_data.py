@@ -1,0 +1,638 @@
+"""Tests of actionlab.data and the ``actionlab data`` command.
+
+Real files: Fashion-MNIST / MNIST from ../shared/data (counts from its README
+tables). Broken files, CIFAR-10 batches and download mirrors are built in
+tmp_path; nothing touches the network.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import math
+import pickle
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actionlab import data
+from actionlab._checks import DataError, ShapeError, ValueCheckError
+from actionlab.cli import main
+
+FM_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def _shared() -> Path | None:
+    for p in data._repo_shared_roots():
+        if (p / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").is_file():
+            return p
+    return None
+
+
+SHARED = _shared()
+needs_shared = pytest.mark.skipif(SHARED is None, reason="../shared/data with Fashion-MNIST/MNIST not found next to the repository")
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch):
+    """Each test starts without $ACTIONLAB_DATA so the lookup order is the documented default."""
+    monkeypatch.delenv("ACTIONLAB_DATA", raising=False)
+
+
+def _copy_test_files(dest: Path, name: str = "fashion-mnist", gz: bool = True) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        src = SHARED / name / f
+        if gz:
+            shutil.copy(src, dest / f)
+        else:
+            (dest / f[:-3]).write_bytes(gzip.decompress(src.read_bytes()))
+    return dest
+
+
+def _raw_idx(name: str, f: str) -> bytes:
+    return gzip.decompress((SHARED / name / f).read_bytes())
+
+
+# --------------------------------------------------------------------------- real files
+
+
+@needs_shared
+def test_fashion_mnist_real_files_shapes_counts_range():
+    tr = data.load("fashion-mnist", "train")
+    assert tr.z.shape == (60000, 784) and tr.z.dtype == torch.float32 and tr.labels.dtype == torch.long
+    assert tr.counts() == [6000] * 10  # README table: 6000 each
+    assert float(tr.z.min()) == 0.0 and float(tr.z.max()) == 1.0
+    assert tr.class_names[0] == "T-shirt/top" and tr.class_names[9] == "Ankle boot"
+    assert tr.info["found_via"] == "shared data folder" and tr.info["train_includes_validation"] is True
+    te = data.load("fashion-mnist", "test")
+    assert te.z.shape == (10000, 784) and te.counts() == [1000] * 10
+    assert te.balance_report().is_balanced
+    # pixels are exactly byte / 255
+    raw = np.frombuffer(_raw_idx("fashion-mnist", "t10k-images-idx3-ubyte.gz"), np.uint8, offset=16).reshape(-1, 784)
+    assert torch.equal(te.z, torch.from_numpy(raw.astype(np.float32) / 255))
+
+
+@needs_shared
+def test_mnist_counts_and_rngd_split():
+    te = data.load("mnist", "test")
+    assert te.counts() == MNIST_TEST_COUNTS and len(te) == 10000
+    full = data.load("mnist", "train")
+    assert full.counts() == MNIST_TRAIN_COUNTS
+    tr = data.load("mnist", "train", validation=10000)
+    va = data.load("mnist", "validation", validation=10000)
+    assert (len(tr), len(va)) == (50000, 10000)
+    assert tr.info["train_includes_validation"] is False
+    itr, iva = set(tr.indices.tolist()), set(va.indices.tolist())
+    assert not itr & iva and len(itr | iva) == 60000
+    # stratified: each class's validation share is within one sample of 1/6
+    for c, n in enumerate(MNIST_TRAIN_COUNTS):
+        assert abs(va.counts()[c] - n / 6) <= 1
+    # the default validation split is the same rows (same seed), and overlaps the full train split
+    assert torch.equal(data.load("mnist", "validation").indices, va.indices)
+    # a different seed gives a different validation set
+    assert not torch.equal(data.load("mnist", "validation", validation=10000, seed=1).indices, va.indices)
+
+
+@needs_shared
+def test_found_from_another_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    te = data.load("fashion-mnist", "test")
+    assert len(te) == 10000 and Path(te.info["root"]).resolve() == SHARED.resolve()
+
+
+# --------------------------------------------------------------------------- lookup
+
+
+@needs_shared
+@pytest.mark.parametrize("layout", ["subfolder", "flat", "uncompressed"])
+def test_explicit_root_layouts(tmp_path, layout):
+    ref = data.load("fashion-mnist", "test")
+    dest = tmp_path / "fashion-mnist" if layout == "subfolder" else tmp_path
+    _copy_test_files(dest, gz=layout != "uncompressed")
+    ds = data.load("fashion-mnist", "test", root=tmp_path)
+    assert ds.info["found_via"] == "explicit root" and str(tmp_path) in ds.info["files"][0]
+    assert torch.equal(ds.z, ref.z) and torch.equal(ds.labels, ref.labels)
+
+
+@needs_shared
+def test_actionlab_data_env(tmp_path, monkeypatch):
+    _copy_test_files(tmp_path)
+    monkeypatch.setenv("ACTIONLAB_DATA", str(tmp_path))
+    ds = data.load("fashion-mnist", "test")
+    assert ds.info["found_via"] == "$ACTIONLAB_DATA" and ds.info["root"] == str(tmp_path)
+    assert data.data_roots()[0] == (tmp_path, "$ACTIONLAB_DATA")
+
+
+def test_missing_files_name_every_path_and_the_fix(tmp_path):
+    with pytest.raises(DataError) as e:
+        data.load("fashion-mnist", "test", root=tmp_path)
+    msg = str(e.value)
+    for p in (tmp_path / "fashion-mnist", tmp_path / "FashionMNIST" / "raw", tmp_path):
+        assert str(p) in msg
+    assert "t10k-images-idx3-ubyte" in msg and "ACTIONLAB_DATA" in msg and "root=" in msg
+
+
+@needs_shared
+def test_partial_folder_says_what_is_missing(tmp_path):
+    _copy_test_files(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="but not t10k-labels-idx1-ubyte.gz"):
+        data.load("fashion-mnist", "test", root=tmp_path)
+
+
+# --------------------------------------------------------------------------- broken files
+
+
+def _write_gz(path: Path, payload: bytes) -> None:
+    path.write_bytes(gzip.compress(payload))
+
+
+@needs_shared
+@pytest.mark.parametrize(
+    "case, expect",
+    [
+        ("truncated_gzip", "truncated"),
+        ("corrupt_gzip", "gzip"),
+        ("not_gzip", "not gzip-compressed"),
+        ("bad_magic", "magic number is 0x00000803"),
+        ("count_mismatch", "announces 10000 = 10000 bytes of data but the file holds 9000"),
+        ("label_out_of_range", "label 12 at index 7 is out of range"),
+        ("image_label_count", "holds 10000 images but"),
+        ("empty", "too short for an IDX header"),
+    ],
+)
+def test_broken_label_files_give_clear_errors(tmp_path, case, expect):
+    _copy_test_files(tmp_path)
+    lab = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    gzb = lab.read_bytes()
+    raw = bytearray(gzip.decompress(gzb))
+    if case == "truncated_gzip":
+        lab.write_bytes(gzb[: len(gzb) // 2])
+    elif case == "corrupt_gzip":
+        bad = bytearray(gzb)
+        for i in range(100, 400):
+            bad[i] ^= 0x5A
+        lab.write_bytes(bytes(bad))
+    elif case == "not_gzip":
+        lab.write_bytes(bytes(raw))
+    elif case == "bad_magic":
+        raw[3] = 3
+        _write_gz(lab, bytes(raw))
+    elif case == "count_mismatch":
+        _write_gz(lab, bytes(raw[: 8 + 9000]))
+    elif case == "label_out_of_range":
+        raw[8 + 7] = 12
+        _write_gz(lab, bytes(raw))
+    elif case == "image_label_count":
+        raw[4:8] = (9999).to_bytes(4, "big")
+        _write_gz(lab, bytes(raw[: 8 + 9999]))
+    elif case == "empty":
+        _write_gz(lab, b"")
+    with pytest.raises(DataError) as e:
+        data.load("fashion-mnist", "test", root=tmp_path)
+    assert expect in str(e.value)
+    assert "t10k-labels-idx1-ubyte.gz" in str(e.value)
+
+
+@needs_shared
+def test_truncated_uncompressed_images_and_wrong_size(tmp_path):
+    _copy_test_files(tmp_path, gz=False)
+    img = tmp_path / "t10k-images-idx3-ubyte"
+    raw = img.read_bytes()
+    img.write_bytes(raw[: len(raw) - 5000])
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte: the IDX header announces 10000 x 28 x 28 .*truncated"):
+        data.load("fashion-mnist", "test", root=tmp_path)
+    # images of the wrong side
+    hdr = bytearray(raw[:16])
+    hdr[4:8] = (10000).to_bytes(4, "big")
+    hdr[8:12] = (56).to_bytes(4, "big")
+    hdr[12:16] = (14).to_bytes(4, "big")
+    img.write_bytes(bytes(hdr) + raw[16:])
+    with pytest.raises(DataError, match="56x14 but MNIST-style images are 28x28"):
+        data.load("fashion-mnist", "test", root=tmp_path)
+    # a labels file in the images file's place: wrong magic, named
+    shutil.copy(tmp_path / "t10k-labels-idx1-ubyte", img)
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte: IDX magic number is 0x00000801"):
+        data.load("fashion-mnist", "test", root=tmp_path)
+
+
+# --------------------------------------------------------------------------- digits splits
+
+
+def test_digits_splits_deterministic_disjoint_stratified():
+    parts = {s: data.load("digits", s) for s in data.SPLITS}
+    assert {s: len(d) for s, d in parts.items()} == {"train": 1258, "validation": 180, "test": 359}
+    idx = {s: set(d.indices.tolist()) for s, d in parts.items()}
+    assert not idx["train"] & idx["validation"] and not idx["train"] & idx["test"] and not idx["validation"] & idx["test"]
+    assert len(idx["train"] | idx["validation"] | idx["test"]) == 1797
+    assert parts["train"].z.shape[1] == 64 and float(parts["train"].z.max()) == 1.0 and float(parts["train"].z.min()) == 0.0
+    again = data.load("digits", "test")
+    assert torch.equal(again.indices, parts["test"].indices) and torch.equal(again.z, parts["test"].z)
+    other = data.load("digits", "test", seed=7)
+    assert not torch.equal(other.indices, parts["test"].indices)
+    # stratified: each class's test count is within one of 20% of its total
+    from sklearn.datasets import load_digits
+
+    totals = np.bincount(load_digits().target)
+    for c in range(10):
+        assert abs(parts["test"].counts()[c] - 0.2 * totals[c]) <= 1
+    # z equals the bundled pixel values / 16
+    raw = load_digits().data[parts["test"].indices.numpy()]
+    assert torch.allclose(parts["test"].z, torch.from_numpy(raw / 16).float(), atol=0)
+    assert len(data.load("digits", "validation", validation=0.2)) == 359
+
+
+# --------------------------------------------------------------------------- balancing
+
+
+def test_balance_exact_and_per_class():
+    raw = data.load("digits", "train")
+    assert not raw.balance_report().is_balanced
+    with pytest.raises(ValueCheckError, match=r"balance=True") as e:
+        data.check_balanced(raw.labels, 10)
+    assert str(raw.counts()) in str(e.value)
+    bal = data.load("digits", "train", balance=True)
+    assert bal.counts() == [min(raw.counts())] * 10
+    rep = data.check_balanced(bal.labels, 10)
+    assert rep.is_balanced and rep.max_deviation == 0.0 and rep.kl_from_uniform == 0.0
+    assert all(p == 0.1 for p in rep.proportions)
+    assert set(bal.indices.tolist()) <= set(raw.indices.tolist())
+    assert torch.equal(data.load("digits", "train", balance=True).indices, bal.indices)
+    other = data.load("digits", "train", balance=True, seed=3)  # another seed: another split and subsample
+    assert other.balance_report().is_balanced and not torch.equal(other.indices, bal.indices)
+    pc = data.load("digits", "train", per_class=20)
+    assert pc.counts() == [20] * 10 and pc.info["per_class"] == 20
+    assert data.load("digits", "train", per_class=1000, balance=True).counts() == bal.counts()
+    assert data.load("digits", "train", per_class=1000).counts() == raw.counts()
+
+
+@needs_shared
+def test_balance_mnist_test_to_smallest_class():
+    bal = data.load("mnist", "test", balance=True)
+    assert bal.counts() == [min(MNIST_TEST_COUNTS)] * 10 and len(bal) == 8920
+
+
+def test_balance_report_values():
+    rep = data.balance_report(torch.tensor([0, 0, 0, 1]))
+    assert rep.counts == [3, 1] and rep.proportions == [0.75, 0.25] and rep.n == 4 and not rep.is_balanced
+    assert rep.max_deviation == pytest.approx(0.25, abs=1e-15)
+    assert rep.kl_from_uniform == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5), abs=1e-15)
+    rep3 = data.balance_report([0, 1, 1, 0], num_classes=3)  # an empty class: KL = ln 3 - ln 2
+    assert rep3.counts == [2, 2, 0] and rep3.kl_from_uniform == pytest.approx(math.log(3) - math.log(2), abs=1e-15)
+    assert data.balance_report(np.array([2, 1, 0, 2, 1, 0])).is_balanced
+    assert data.check_balanced([0, 0, 1, 1, 1], tol=0.11).max_deviation == pytest.approx(0.1)
+    with pytest.raises(ValueCheckError):
+        data.balance_report(torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueCheckError):
+        data.balance_report(torch.tensor([0, 5]), num_classes=3)
+
+
+@given(st.lists(st.integers(0, 4), min_size=5, max_size=200), st.data())
+@settings(max_examples=60, deadline=None)
+def test_stratified_pick_and_subsample_properties(labels, draw):
+    y = np.array(labels, dtype=np.int64)
+    size = draw.draw(st.integers(0, len(y)))
+    rows = data._stratified_pick(y, size, data._rng(0, 1), 5)
+    assert rows.size == size == np.unique(rows).size and (rows.size == 0 or rows.max() < len(y))
+    counts = np.bincount(y, minlength=5)
+    picked = np.bincount(y[rows], minlength=5)
+    assert np.all(np.abs(picked - counts * size / len(y)) < 1)  # largest-remainder quotas
+    if counts.min() > 0:
+        keep = data._subsample(y, True, None, 0, 5, list("abcde"))
+        assert data.balance_report(y[keep], 5).is_balanced and len(keep) == 5 * counts.min()
+    rep = data.balance_report(y, 5)
+    p = counts / len(y)
+    kl = sum(pi * math.log(5 * pi) for pi in p if pi > 0)
+    assert rep.kl_from_uniform == pytest.approx(kl if not rep.is_balanced else 0.0, abs=1e-12)
+    assert rep.is_balanced == (counts.min() == counts.max())
+
+
+# --------------------------------------------------------------------------- standardisation
+
+
+def test_standardize_centre_and_zscore_use_train_statistics():
+    tr_raw = data.load("digits", "train", dtype=torch.float64)
+    te_raw = data.load("digits", "test", dtype=torch.float64)
+    mu = tr_raw.z.mean(0)
+    sd = tr_raw.z.std(0, unbiased=False)
+    c = data.load("digits", "train", standardize="centre", dtype=torch.float64)
+    assert c.z.mean(0).abs().max() < 1e-12 and c.info["standardize"] == "centre"
+    ct = data.load("digits", "test", standardize="center", dtype=torch.float64)
+    assert torch.allclose(ct.z, te_raw.z - mu, atol=1e-12) and "train split" in ct.info["fitted_on"]
+    zs = data.load("digits", "train", standardize="zscore")
+    const = sd <= data.ZERO_STD
+    assert int(const.sum()) == zs.info["zero_variance_coordinates"] >= 1  # pixel (0, 0) is always blank
+    assert torch.all(zs.z[:, const] == 0)
+    assert torch.allclose(zs.z[:, ~const].double().std(0, unbiased=False), torch.ones(int((~const).sum()), dtype=torch.float64), atol=1e-5)
+    assert zs.z[:, ~const].double().mean(0).abs().max() < 1e-5
+    zt = data.load("digits", "test", standardize="zscore", dtype=torch.float64)
+    expect = torch.where(const, torch.zeros_like(sd), (te_raw.z - mu) / sd.clamp_min(1e-300))
+    assert torch.isfinite(zt.z).all() and torch.allclose(zt.z, expect, atol=1e-10)
+
+
+@needs_shared
+def test_zscore_mnist_validation_constant_pixels():
+    va = data.load("mnist", "validation", validation=10000, per_class=100, standardize="zscore")
+    assert torch.isfinite(va.z).all() and va.info["zero_variance_coordinates"] > 0
+    assert va.info["fitted_on"].startswith("the train split") and "N = " in va.info["fitted_on"]
+
+
+# --------------------------------------------------------------------------- reductions
+
+
+def test_pca_matches_scikit_learn_up_to_sign():
+    from sklearn.decomposition import PCA
+
+    tr_raw = data.load("digits", "train", dtype=torch.float64)
+    te_raw = data.load("digits", "test", dtype=torch.float64)
+    pca = PCA(n_components=8, svd_solver="full").fit(tr_raw.z.numpy())
+    ref = torch.from_numpy(pca.transform(te_raw.z.numpy()))
+    ours = data.load("digits", "test", reduce="pca", dim=8, dtype=torch.float64)
+    assert ours.z.shape == (359, 8) and ours.info["reduce"] == "pca" and ours.info["dim"] == 8
+    signs = torch.sign((ref * ours.z).sum(0))
+    assert torch.allclose(ours.z, ref * signs, atol=1e-8)
+    assert ours.info["pca_explained_variance_ratio"] == pytest.approx(pca.explained_variance_ratio_.sum(), rel=1e-9)
+    tr = data.load("digits", "train", reduce="pca", dim=8, dtype=torch.float64)
+    assert tr.z.mean(0).abs().max() < 1e-10  # PCA scores of the fitting set are centred
+    cov = tr.z.T @ tr.z / len(tr)
+    assert torch.allclose(cov, torch.diag(torch.diag(cov)), atol=1e-8)  # uncorrelated components
+    assert torch.all(torch.diag(cov)[:-1] >= torch.diag(cov)[1:])  # decreasing variance
+    with pytest.raises(ValueCheckError, match="dim"):
+        data.load("digits", reduce="pca", dim=65)
+
+
+def test_random_projection_deterministic_and_norm_preserving():
+    a = data.load("digits", "train", reduce="random", dim=512, dtype=torch.float64)
+    b = data.load("digits", "train", reduce="random", dim=512, dtype=torch.float64)
+    c = data.load("digits", "train", reduce="random", dim=512, seed=1, dtype=torch.float64)
+    assert a.z.shape == (1258, 512) and torch.equal(a.z, b.z) and not torch.allclose(a.z, c.z)
+    raw = data.load("digits", "train", dtype=torch.float64)
+    ratio = (a.z.pow(2).sum(1) / raw.z.pow(2).sum(1))
+    # E||zR||^2 = ||z||^2 with R_jk ~ N(0, 1/dim): the spread of the ratio is ~ sqrt(2/512) ≈ 0.06
+    assert abs(float(ratio.mean()) - 1) < 0.2 and float(ratio.min()) > 0.5 and float(ratio.max()) < 1.5
+    # linear and the same map for every split
+    te = data.load("digits", "test", reduce="random", dim=512, dtype=torch.float64)
+    R = torch.from_numpy(data._rng(0, data._STREAM_PROJECTION).standard_normal((64, 512)) / math.sqrt(512))
+    te_raw = data.load("digits", "test", dtype=torch.float64)
+    assert torch.allclose(a.z, raw.z @ R, atol=1e-12) and torch.allclose(te.z, te_raw.z @ R, atol=1e-12)
+
+
+def test_pool_digits_and_allowed_dims():
+    raw = data.load("digits", "test")
+    p = data.load("digits", "test", reduce="pool", dim=16)
+    img = raw.z.reshape(-1, 8, 8)
+    manual = img.reshape(-1, 4, 2, 4, 2).mean((2, 4)).reshape(-1, 16)
+    assert p.z.shape == (359, 16) and torch.allclose(p.z, manual, atol=1e-6) and p.info["pool_side"] == 4
+    assert data.load("digits", "test", reduce="pool", dim=9).z.shape == (359, 9)  # adaptive 3x3
+    with pytest.raises(ValueCheckError, match=r"nearest allowed: 9, 16"):
+        data.load("digits", reduce="pool", dim=12)
+    with pytest.raises(ValueCheckError, match="needs a positive integer dim"):
+        data.load("digits", reduce="pool")
+    with pytest.raises(ValueCheckError, match="without reduce"):
+        data.load("digits", dim=16)
+    pz = data.load("digits", "train", reduce="pool", dim=16, standardize="zscore")
+    assert torch.allclose(pz.z.double().std(0, unbiased=False)[pz.z.std(0) > 0], torch.tensor(1.0, dtype=torch.float64), atol=1e-5)
+
+
+@needs_shared
+def test_pool_fashion_mnist_196():
+    te = data.load("fashion-mnist", "test", per_class=10)
+    p = data.load("fashion-mnist", "test", per_class=10, reduce="pool", dim=196)
+    manual = te.z.reshape(-1, 14, 2, 14, 2).mean((2, 4)).reshape(-1, 196)
+    assert p.z.shape == (100, 196) and torch.allclose(p.z, manual, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- CIFAR-10 (fake batches)
+
+
+def _fake_cifar(root: Path, n_per_batch: int = 12, n_test: int = 10, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    made = {}
+    for fname, n in [*((f"data_batch_{i}", n_per_batch) for i in range(1, 6)), ("test_batch", n_test)]:
+        x = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        y = [int(v) for v in rng.integers(0, 10, size=n)]
+        with open(folder / fname, "wb") as f:
+            pickle.dump({b"batch_label": fname.encode(), b"labels": y, b"data": x,
+                         b"filenames": [b"img%d.png" % i for i in range(n)]}, f, protocol=2)
+        made[fname] = (x, y)
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": names, b"num_cases_per_batch": n_per_batch, b"num_vis": 3072}, f, protocol=2)
+    return made
+
+
+def test_cifar10_fake_batches(tmp_path):
+    made = _fake_cifar(tmp_path)
+    tr = data.load("cifar10", "train", root=tmp_path)
+    x = np.concatenate([made[f"data_batch_{i}"][0] for i in range(1, 6)])
+    y = sum((made[f"data_batch_{i}"][1] for i in range(1, 6)), [])
+    assert tr.z.shape == (60, 3072) and torch.equal(tr.z, torch.from_numpy(x.astype(np.float32) / 255))
+    assert tr.labels.tolist() == y and tr.class_names[3] == "cat" and tr.info["image_shape"] == [3, 32, 32]
+    te = data.load("cifar-10", "test", root=tmp_path)
+    assert len(te) == 10 and te.labels.tolist() == made["test_batch"][1]
+    va = data.load("cifar10", "validation", root=tmp_path, validation=10)
+    tr2 = data.load("cifar10", "train", root=tmp_path, validation=10)
+    assert len(va) == 10 and len(tr2) == 50 and not set(va.indices.tolist()) & set(tr2.indices.tolist())
+    p = data.load("cifar10", "test", root=tmp_path, reduce="pool", dim=48)
+    manual = te.z.reshape(-1, 3, 4, 8, 4, 8).mean((3, 5)).reshape(-1, 48)
+    assert p.z.shape == (10, 48) and torch.allclose(p.z, manual, atol=1e-6)
+    with pytest.raises(ValueCheckError, match="nearest allowed: 3, 12"):
+        data.load("cifar10", "test", root=tmp_path, reduce="pool", dim=10)
+    # layout root/ itself (batches directly in root)
+    assert len(data.load("cifar10", "test", root=tmp_path / "cifar-10-batches-py")) == 10
+
+
+def test_cifar10_broken_batches(tmp_path):
+    _fake_cifar(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    b3 = folder / "data_batch_3"
+    good = b3.read_bytes()
+    b3.write_bytes(good[: len(good) // 2])
+    with pytest.raises(DataError, match=r"data_batch_3: not a readable CIFAR-10 python batch"):
+        data.load("cifar10", "train", root=tmp_path)
+    with open(b3, "wb") as f:
+        pickle.dump({b"labels": [0, 1], b"data": np.zeros((2, 1000), np.uint8)}, f, protocol=2)
+    with pytest.raises(DataError, match=r"data_batch_3: 'data' has shape \(2, 1000\)"):
+        data.load("cifar10", "train", root=tmp_path)
+    with open(b3, "wb") as f:
+        pickle.dump({b"labels": [0, 11], b"data": np.zeros((2, 3072), np.uint8)}, f, protocol=2)
+    with pytest.raises(DataError, match="labels must lie in 0..9"):
+        data.load("cifar10", "train", root=tmp_path)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    b3.write_bytes(pickle.dumps({b"data": Evil()}, protocol=2))
+    with pytest.raises(DataError, match="not allowed"):
+        data.load("cifar10", "train", root=tmp_path)
+    b3.unlink()
+    with pytest.raises(DataError, match=r"has data_batch_1, data_batch_2, data_batch_4, data_batch_5 but not data_batch_3"):
+        data.load("cifar10", "train", root=tmp_path)
+
+
+# --------------------------------------------------------------------------- download (no network)
+
+
+@needs_shared
+def test_download_via_file_url_verifies_checksums(tmp_path, monkeypatch):
+    monkeypatch.setitem(data.MIRRORS, "fashion-mnist", ["http://unreachable.invalid/", (SHARED / "fashion-mnist").as_uri() + "/"])
+    calls = []
+    real_fetch = data._fetch
+
+    def fetch(url, dest):
+        calls.append(url)
+        if url.startswith("http://unreachable"):
+            raise OSError("no network in tests")
+        real_fetch(url, dest)
+
+    monkeypatch.setattr(data, "_fetch", fetch)
+    target = tmp_path / "dl"
+    ds = data.load("fashion-mnist", "test", root=target, download=True)
+    assert ds.info["found_via"] == "downloaded" and len(ds) == 10000
+    got = target / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz"
+    assert hashlib.md5(got.read_bytes()).hexdigest() == "bb300cfdad3c16e7a12a480ee83cd310"
+    assert calls[0] == "http://unreachable.invalid/t10k-images-idx3-ubyte.gz" and len(calls) == 4
+    # a second load finds the files and fetches nothing
+    calls.clear()
+    assert len(data.load("fashion-mnist", "test", root=target)) == 10000 and calls == []
+
+
+@needs_shared
+def test_download_checksum_mismatch_is_an_error_and_leaves_nothing(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    _copy_test_files(mirror)
+    lab = mirror / "t10k-labels-idx1-ubyte.gz"
+    raw = bytearray(gzip.decompress(lab.read_bytes()))
+    raw[100] = (raw[100] + 1) % 10  # still a valid file, but not the official one
+    lab.write_bytes(gzip.compress(bytes(raw)))
+    monkeypatch.setitem(data.MIRRORS, "fashion-mnist", [mirror.as_uri() + "/"])
+    target = tmp_path / "dl"
+    with pytest.raises(DataError) as e:
+        data.load("fashion-mnist", "test", root=target, download=True)
+    msg = str(e.value)
+    assert "checksum mismatch" in msg and "bb300cfdad3c16e7a12a480ee83cd310" in msg and "t10k-labels-idx1-ubyte.gz" in msg
+    assert not (target / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").exists()
+    assert not list((target / "fashion-mnist").glob("*.part"))
+
+
+@needs_shared
+def test_default_lookup_downloads_from_official_mirror_into_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_repo_shared_roots", lambda: [])
+    monkeypatch.setenv("ACTIONLAB_DATA", str(tmp_path / "cache"))
+    urls = []
+
+    def fake_fetch(url, dest):
+        urls.append(url)
+        shutil.copy(SHARED / "mnist" / url.rsplit("/", 1)[1], dest)
+
+    monkeypatch.setattr(data, "_fetch", fake_fetch)
+    with pytest.raises(DataError, match=r"download=False"):
+        data.load("mnist", "test", download=False)
+    assert urls == []
+    ds = data.load("mnist", "test")
+    assert ds.counts() == MNIST_TEST_COUNTS and ds.info["found_via"] == "downloaded"
+    assert urls == ["https://ossci-datasets.s3.amazonaws.com/mnist/t10k-images-idx3-ubyte.gz",
+                    "https://ossci-datasets.s3.amazonaws.com/mnist/t10k-labels-idx1-ubyte.gz"]
+    assert (tmp_path / "cache" / "mnist" / "t10k-images-idx3-ubyte.gz").is_file()
+    assert data.load("mnist", "test").info["found_via"] == "$ACTIONLAB_DATA"
+
+
+def test_cifar_download_extracts_verified_archive(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    made = _fake_cifar(src, n_per_batch=3, n_test=4)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    archive = buf.getvalue()
+    monkeypatch.setattr(data, "_CIFAR_ARCHIVE", ("cifar-10-python.tar.gz", hashlib.md5(archive).hexdigest(), None))
+    urls = []
+
+    def fake_fetch(url, dest):
+        urls.append(url)
+        Path(dest).write_bytes(archive)
+
+    monkeypatch.setattr(data, "_fetch", fake_fetch)
+    ds = data.load("cifar10", "test", root=tmp_path / "dl", download=True)
+    assert urls == ["https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"]
+    assert ds.labels.tolist() == made["test_batch"][1] and not (tmp_path / "dl" / "cifar-10-python.tar.gz").exists()
+
+
+# --------------------------------------------------------------------------- API errors and Dataset
+
+
+def test_bad_arguments_are_clear():
+    with pytest.raises(ValueCheckError, match="unknown data set 'svhn'; choose one of: digits, fashion-mnist, mnist, cifar10"):
+        data.load("svhn")
+    with pytest.raises(ValueCheckError, match="unknown split"):
+        data.load("digits", "dev")
+    with pytest.raises(ValueCheckError, match="standardize"):
+        data.load("digits", standardize="minmax")
+    with pytest.raises(ValueCheckError, match="reduction"):
+        data.load("digits", reduce="tsne", dim=2)
+    with pytest.raises(ValueCheckError, match="per_class"):
+        data.load("digits", per_class=0)
+    with pytest.raises(ValueCheckError, match="validation"):
+        data.load("digits", "validation", validation=0)
+    with pytest.raises(ValueCheckError, match="fraction"):
+        data.load("digits", validation=1.5)
+
+
+def test_dataset_checks_and_helpers():
+    ds = data.load("digits", "test", dtype=torch.float64)
+    assert len(ds) == ds.N == 359 and ds.E == 64 and ds.M == 10 and ds.z.dtype == torch.float64
+    sub = ds.subset(torch.arange(5))
+    assert len(sub) == 5 and torch.equal(sub.indices, ds.indices[:5])
+    assert ds.to(dtype=torch.float32).z.dtype == torch.float32
+    z = ds.z.clone()
+    z[3, 4] = float("nan")
+    with pytest.raises(ValueCheckError, match="non-finite"):
+        data.Dataset(z, ds.labels, 10, ds.class_names)
+    with pytest.raises(ShapeError):
+        data.Dataset(ds.z, ds.labels[:-1], 10, ds.class_names)
+    with pytest.raises(ValueCheckError, match="0..9"):
+        data.Dataset(ds.z, ds.labels + 5, 10, ds.class_names)
+    json.dumps(ds.info)  # provenance is plain JSON
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_data_digits(tmp_path, capsys):
+    rc = main(["data", "digits", "--balance", "--seed", "0", "--out", str(tmp_path / "o")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    n = 10 * min(data.load("digits", "train").counts())
+    assert f"N = {n}, E = 64, M = 10" in out and "balanced:" in out and "p(m) = 1/10 exactly" in out
+    facts = json.loads((tmp_path / "o" / "data.json").read_text())
+    assert facts["N"] == n and [c["count"] for c in facts["classes"]] == [n // 10] * 10
+    assert facts["balance"]["is_balanced"] is True and facts["info"]["balance"] is True
+
+
+@needs_shared
+def test_cli_data_fashion_mnist_test(capsys):
+    assert main(["data", "fashion-mnist", "--split", "test", "--reduce", "pool", "--dim", "49"]) == 0
+    out = capsys.readouterr().out
+    assert "N = 10000, E = 49, M = 10" in out and "Ankle boot" in out and "1000" in out
+
+
+def test_cli_data_errors_are_one_line(tmp_path, capsys):
+    assert main(["data", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown data set 'nope'" in err and "Traceback" not in err
+    assert main(["data", "fashion-mnist", "--split", "test", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and str(tmp_path) in err and len(err.strip().splitlines()) == 1
