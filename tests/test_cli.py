@@ -62,8 +62,8 @@ def test_common_options_on_every_command():
         flags = {s for a in sub._actions for s in a.option_strings}
         missing = [o for o in COMMON if o not in flags]
         assert not missing, f"actionlab {name} lacks {missing}"
-        args = sub.parse_args(["--seed", "3", "--dtype", "float64", "--device", "cpu", "--out", "x"]
-                              + (["digits"] if name == "data" else []))
+        positional = {"data": ["digits"], "report": ["runs/study"]}.get(name, [])
+        args = sub.parse_args(["--seed", "3", "--dtype", "float64", "--device", "cpu", "--out", "x"] + positional)
         assert args.seed == 3 and args.dtype == "float64" and args.device == "cpu" and Path(args.out) == Path("x")
 
 

@@ -1,0 +1,237 @@
+"""Benchmark: FIM statistics of a tanh MLP [M, M, M, C] on T inputs (004, issue 5 item 5).
+
+Methods, all on the same network and inputs (float32 by default):
+
+* ``dual``     — actionlab: layer-factorised dual matrix F* (CT × CT) + eigvalsh
+                 (all non-zero eigenvalues, m, s, λ_max);            [the baseline of the ratios]
+* ``lanczos``  — actionlab: matrix-free Lanczos (scipy eigsh) on F with torch.func jvp/vjp;
+* ``dense``    — torch.func.jacrev: the full T × C × P Jacobian, then F* = BᵀB/T and eigvalsh;
+* ``curvlinops`` — anchor library: curvlinops ``GGNLinearOperator`` (MSELoss(reduction="sum"),
+                 GGN = 2T·F) + scipy ``eigsh``, run in its own virtualenv.
+
+Each method runs in a fresh subprocess so that its peak memory (ru_maxrss, minus
+the process's resident size after building the network and the inputs) is its own.
+Dense methods whose Jacobian would not fit in the available memory are reported
+as "OOM/skipped (needs X GB)" instead of being run.
+
+The anchor is installed for the benchmark only (never into the main environment)::
+
+    python -m venv --system-site-packages .bench-envs/curvlinops
+    .bench-envs/curvlinops/bin/pip install --no-deps -c .bench-envs/constraints.txt \\
+        curvlinops-for-pytorch einops einconv backpack-for-pytorch linear_operator opt-einsum
+
+(``.bench-envs/constraints.txt`` pins ``torch==2.13.0``). Without it the anchor
+column says so and is skipped.
+
+Usage::
+
+    python benchmarks/bench_fisher.py                   # M = 500, 2000 and a 10.6 M-parameter net (M = 2300)
+    python benchmarks/bench_fisher.py --widths 300 --T 50 --no-big
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ANCHOR_PY = ROOT / ".bench-envs" / "curvlinops" / "bin" / "python"
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _status_mb(key: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS counter (Linux: echo 5 > /proc/self/clear_refs) so VmHWM measures from now."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _available_gb() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
+    return float("inf")
+
+
+def _build(M: int, C: int, T: int, L: int, dtype_name: str, seed: int):
+    import torch
+
+    from actionlab.models import MLP
+
+    dtype = getattr(torch, dtype_name)
+    g = torch.Generator().manual_seed(seed)
+    net = MLP([M] * L + [C], activation="tanh", sigma_w2=3.0, sigma_b2=0.64, generator=g, dtype=dtype)
+    x = torch.randn(T, M, generator=g, dtype=dtype)
+    return net, x
+
+
+def one(method: str, M: int, C: int, T: int, L: int, dtype_name: str, seed: int, threads: int) -> dict:
+    """Run one method in this process; return timings, peak memory and λ_max."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    net, x = _build(M, C, T, L, dtype_name, seed)
+    P = sum(p.numel() for p in net.parameters())
+    import gc
+
+    gc.collect()
+    exact = _reset_peak() and _status_mb("VmHWM") is not None
+    base = _status_mb("VmRSS") if exact else _rss_mb()
+    itemsize = torch.finfo(x.dtype).bits // 8
+    out = {"method": method, "M": M, "P": P, "C": C, "T": T}
+    if method == "dense":
+        need_gb = (P * C * T * itemsize * 2 + P * itemsize * 4) / 1024**3  # jacrev output + workspace (≈ ×2)
+        if need_gb > 0.8 * _available_gb():
+            out["skipped"] = f"OOM/skipped (needs ≈ {need_gb:.1f} GB, {_available_gb():.1f} GB available)"
+            return out
+    t0 = time.perf_counter()
+    try:
+        if method == "dual":
+            from actionlab.fisher.empirical import fisher_statistics
+
+            st = fisher_statistics(net, x)
+            out.update(lambda_max=st.lambda_max, m=st.m, s=st.s)
+        elif method == "lanczos":
+            from actionlab.fisher.empirical import lanczos_lambda_max
+
+            out["lambda_max"] = lanczos_lambda_max(net, x, tol=1e-6)
+        elif method == "dense":
+            from torch.func import functional_call, jacrev
+
+            names = [n for n, _ in net.named_parameters()]
+            params = {n: p.detach() for n, p in net.named_parameters()}
+            J = jacrev(lambda p: functional_call(net, p, (x,)))(params)
+            B = torch.cat([J[n].reshape(T * C, -1) for n in names], dim=1)  # (T·C) × P
+            del J
+            Fs = B @ B.T / T
+            ev = torch.linalg.eigvalsh(Fs)
+            out.update(lambda_max=float(ev[-1]), m=float(torch.trace(Fs)) / P, s=float((Fs * Fs).sum()) / P)
+        elif method == "curvlinops":
+            from curvlinops import GGNLinearOperator
+            from scipy.sparse.linalg import eigsh
+
+            y = torch.zeros(T, C, dtype=x.dtype)
+            op = GGNLinearOperator(net, torch.nn.MSELoss(reduction="sum"), [p for p in net.parameters()],
+                                   [(x, y)], check_deterministic=False)
+            sop = op.to_scipy()
+            import numpy as np
+
+            val = eigsh(sop, k=1, which="LA", tol=1e-6, return_eigenvectors=False,
+                        v0=np.random.default_rng(0).standard_normal(P).astype(sop.dtype))
+            out["lambda_max"] = float(val[0]) / (2 * T)  # GGN of Σ‖f − y‖² = 2T·F
+        else:
+            raise ValueError(method)
+    except (MemoryError, RuntimeError) as err:
+        if "memory" in str(err).lower() or isinstance(err, MemoryError):
+            out["skipped"] = f"OOM ({type(err).__name__})"
+            return out
+        raise
+    out["time_s"] = time.perf_counter() - t0
+    peak = _status_mb("VmHWM") if exact else _rss_mb()
+    out["peak_extra_mb"] = max(0.0, peak - base)
+    return out
+
+
+def _spawn(method: str, args, M: int) -> dict:
+    py = sys.executable
+    if method == "curvlinops":
+        if not ANCHOR_PY.exists():
+            return {"method": method, "M": M, "skipped": f"anchor not installed ({ANCHOR_PY} missing; see the docstring)"}
+        py = str(ANCHOR_PY)
+    cmd = [py, __file__, "--one", method, "--widths", str(M), "--C", str(args.C), "--T", str(args.T), "--L", str(args.L),
+           "--dtype", args.dtype, "--seed", str(args.seed), "--threads", str(args.threads)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"method": method, "M": M, "skipped": f"timeout after {args.timeout} s"}
+    if p.returncode != 0:
+        tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["?"]
+        killed = p.returncode in (-9, 137)
+        return {"method": method, "M": M, "skipped": ("OOM/killed" if killed else f"failed: {tail[0][:200]}")}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--widths", type=int, nargs="+", default=[500, 2000])
+    ap.add_argument("--big", dest="big", action="store_true", default=True,
+                    help="also a ≥ 10⁷-parameter network (M = 2300: P ≈ 10.6 M)")
+    ap.add_argument("--no-big", dest="big", action="store_false")
+    ap.add_argument("--C", type=int, default=10)
+    ap.add_argument("--T", type=int, default=100)
+    ap.add_argument("--L", type=int, default=3)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads per method (default 1: on a shared, busy machine multi-threaded BLAS spin-waits "
+                         "and inflates timings 10-100x; 0: torch's default)")
+    ap.add_argument("--methods", nargs="+", default=["dual", "lanczos", "dense", "curvlinops"])
+    ap.add_argument("--timeout", type=int, default=900, help="seconds per method and width")
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
+    args = ap.parse_args(argv)
+    if args.one:
+        print(json.dumps(one(args.one, args.widths[0], args.C, args.T, args.L, args.dtype, args.seed, args.threads)))
+        return 0
+    widths = list(args.widths) + ([2300] if args.big else [])
+    print(f"# FIM λ_max of a tanh MLP [M]*{args.L}+[{args.C}], T = {args.T}, {args.dtype}; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (timings on a busy machine are inflated)")
+    rows = []
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover
+        def tqdm(x, **k):
+            return x
+    for M in widths:
+        base = None
+        for method in tqdm(args.methods, desc=f"M = {M}", disable=None):
+            r = _spawn(method, args, M)
+            rows.append(r)
+            if method == "dual" and "time_s" in r:
+                base = r
+        print(f"\nM = {M}, P = {rows[-1].get('P', '?')}")
+        print("| method | time (s) | × dual | peak extra memory (MB) | λ_max | rel. diff. to dual |")
+        print("|---|---|---|---|---|---|")
+        for r in rows:
+            if r.get("M") != M:
+                continue
+            if "skipped" in r:
+                print(f"| {r['method']} | {r['skipped']} | | | | |")
+                continue
+            ratio = r["time_s"] / base["time_s"] if base else float("nan")
+            rel = (r["lambda_max"] - base["lambda_max"]) / base["lambda_max"] if base else float("nan")
+            print(f"| {r['method']} | {r['time_s']:.3g} | {ratio:.3g} | {r['peak_extra_mb']:.0f} | "
+                  f"{r['lambda_max']:.7g} | {rel:+.1e} |")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

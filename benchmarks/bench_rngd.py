@@ -1,0 +1,204 @@
+"""Time per step and peak memory of RNGD against SGD, Adam and ASDL's K-FAC.
+
+    python benchmarks/bench_rngd.py                    # both networks, all optimizers
+    python benchmarks/bench_rngd.py --steps 100 --nets small
+
+Networks: relu MLPs 784-80-80-80-10 (003's smallest) and 784-1000-1000-10
+(wide), mini-batch 50 of MNIST training images (random pixels if the data are
+missing), cross-entropy + L2 10⁻³. Each (network, optimizer) is measured in a
+fresh child process, so the peak resident memory (``ru_maxrss``) is that
+run's own; the table reports it beside the metric's size predicted by
+:meth:`actionlab.optim.RNGD.metric_numel`. The epoch time is ms/step × 1000
+(50,000 images / batch 50). Ratios are against Adam measured in the same run.
+
+RNGD variants: ``rngd`` — the authors' schedule (metric every step, inverse
+every T = 100); ``rngd-m10`` — metric updated every 10th step; on the wide
+network the hidden 1000 → 1000 layer's per-neuron blocks (2·1000·1001² floats
+≈ 8 GB in float32) exceed ``--max-metric-gb`` and the layer takes the shared
+x̃x̃ᵀ metric (``hidden_layers="shared"``, reported as ``rngd-shared``).
+
+K-FAC anchor: ASDL (``asdfghjkl`` on PyPI), ``KfacGradientMaker`` with the MC
+Fisher, curvature every step with EMA 0.005, inverses every 100 steps (the
+same schedule as RNGD), damping 0.1, SGD lr 0.01 (smaller dampings
+diverged to NaN on the wide network). It lives in a separate virtualenv so that the main
+torch is never touched; create it with
+
+    python -m venv --system-site-packages .bench-envs/kfac
+    .bench-envs/kfac/bin/pip install --no-deps asdfghjkl
+
+The K-FAC rows are skipped, with a message, when that environment is absent.
+Timings on a shared 2-core machine are inflated and noisy: read the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KFAC_PY = ROOT / ".bench-envs" / "kfac" / "bin" / "python"
+NETS = {"small": [784, 80, 80, 80, 10], "wide": [784, 1000, 1000, 10]}
+OPTS = ["sgd", "adam", "rngd", "rngd-m10", "kfac"]
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def child(net: str, opt_name: str, steps: int, warmup: int, threads: int, max_metric_gb: float, device: str) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    from actionlab.models import MLP
+
+    try:
+        from actionlab import data
+
+        ds = data.load("mnist", "train", validation=10000)
+        X, Y = ds.z[: 50 * (steps + warmup)], ds.labels[: 50 * (steps + warmup)]
+    except Exception:  # noqa: BLE001 - data are optional for a timing
+        X = torch.rand(50 * (steps + warmup), 784)
+        Y = torch.randint(0, 10, (len(X),))
+    X, Y = X.to(device), Y.to(device)
+    model = MLP(NETS[net], activation="relu", device=device)
+    weights = [lin.weight for lin in model.linears]
+    info: dict = {"net": net, "optimizer": opt_name}
+    base_rss = _rss_mb()
+    gm = None
+    if opt_name == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    elif opt_name == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    elif opt_name.startswith("rngd"):
+        from actionlab.optim import RNGD
+
+        kw = {"metric_every": 10} if opt_name == "rngd-m10" else {}
+        opt = RNGD(model, lr=0.1, **kw)
+        if 2 * 4 * opt.metric_numel() / 1e9 > max_metric_gb:
+            opt.remove_hooks()
+            opt = RNGD(model, lr=0.1, hidden_layers="shared", **kw)
+            info["optimizer"] = opt_name + "-shared"
+            info["note"] = "per-neuron hidden blocks exceed --max-metric-gb; hidden layers use the shared x̃x̃ᵀ metric"
+        info["metric_floats"] = opt.metric_numel()
+    elif opt_name == "kfac":
+        if not torch.cuda.is_available():  # ASDL wraps its work in NVTX ranges, absent from CPU builds of torch
+            import contextlib
+
+            class _NoRange(contextlib.ContextDecorator):
+                def __enter__(self):
+                    return self
+
+                def __exit__(self, *exc):
+                    return False
+
+            torch.cuda.nvtx.range = lambda *a, **k: _NoRange()  # usable as context manager and decorator
+            torch.cuda.nvtx.range_push = lambda *a, **k: 0
+            torch.cuda.nvtx.range_pop = lambda *a, **k: 0
+        from asdl import KfacGradientMaker, PreconditioningConfig
+
+        cfg = PreconditioningConfig(data_size=50, damping=0.1, preconditioner_upd_interval=100, curvature_upd_interval=1, ema_decay=0.005)
+        gm = KfacGradientMaker(model, cfg)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    else:
+        raise SystemExit(f"unknown optimizer {opt_name}")
+
+    def one(i):
+        xb, yb = X[i * 50:(i + 1) * 50], Y[i * 50:(i + 1) * 50]
+        opt.zero_grad(set_to_none=True)
+        if gm is None:
+            loss = F.cross_entropy(model(xb), yb) + 0.5e-3 * sum((w * w).sum() for w in weights)
+            loss.backward()
+        else:
+            dummy = gm.setup_model_call(model, xb)
+            gm.setup_loss_call(F.cross_entropy, dummy, yb)
+            _, loss = gm.forward_and_backward()
+            with torch.no_grad():  # the L2 term's gradient, added after ASDL's preconditioning of the loss gradient
+                for w in weights:
+                    w.grad.add_(w, alpha=1e-3)
+        opt.step()
+
+    for i in range(warmup):
+        one(i)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for i in range(warmup, warmup + steps):
+        one(i)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        info["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    dt = (time.perf_counter() - t0) / steps
+    info.update(ms_per_step=1e3 * dt, epoch_s=dt * 1000, peak_rss_mb=_rss_mb(), rss_increase_mb=_rss_mb() - base_rss)
+    return info
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nets", nargs="+", default=["small", "wide"], choices=list(NETS))
+    p.add_argument("--optimizers", nargs="+", default=OPTS, choices=OPTS)
+    p.add_argument("--steps", type=int, default=300, help="measured steps on the small net (wide: steps // 10, at least 20)")
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads per run (default 1: the machine is shared)")
+    p.add_argument("--max-metric-gb", type=float, default=2.0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
+    p.add_argument("--child", nargs=2, metavar=("NET", "OPT"), help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.child:
+        steps = a.steps if a.child[0] == "small" else max(20, a.steps // 10)
+        print("RESULT " + json.dumps(child(a.child[0], a.child[1], steps, a.warmup, a.threads, a.max_metric_gb, a.device)))
+        return 0
+
+    rows = []
+    for net in a.nets:
+        for opt in a.optimizers:
+            py = sys.executable
+            if opt == "kfac":
+                try:
+                    import asdl  # noqa: F401
+                except ImportError:
+                    if not KFAC_PY.exists():
+                        print(f"[skip] kfac: ASDL not installed; create {KFAC_PY.parent.parent} with\n"
+                              f"    python -m venv --system-site-packages .bench-envs/kfac && .bench-envs/kfac/bin/pip install --no-deps asdfghjkl")
+                        continue
+                    py = str(KFAC_PY)
+            cmd = [py, __file__, "--child", net, opt, "--steps", str(a.steps), "--warmup", str(a.warmup),
+                   "--threads", str(a.threads), "--max-metric-gb", str(a.max_metric_gb), "--device", a.device]
+            out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+            if out.returncode != 0 or not line:
+                print(f"[fail] {net} {opt}: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else out.returncode}")
+                continue
+            row = json.loads(line[0][7:])
+            rows.append(row)
+            print(f"  {net:5s} {row['optimizer']:12s} {row['ms_per_step']:8.2f} ms/step  peak RSS {row['peak_rss_mb']:7.0f} MB", flush=True)
+
+    print(f"\nthreads per run: {a.threads}; device {a.device}; batch 50; epoch = 1000 steps. Shared machine: absolute times are inflated.\n")
+    print("| network | optimizer | ms / step | epoch (s) | × Adam time | peak RSS (MB) | RSS growth (MB) | metric floats |")
+    print("|---|---|---|---|---|---|---|---|")
+    for net in a.nets:
+        adam = next((r for r in rows if r["net"] == net and r["optimizer"] == "adam"), None)
+        for r in (r for r in rows if r["net"] == net):
+            ratio = r["ms_per_step"] / adam["ms_per_step"] if adam else float("nan")
+            mf = r.get("metric_floats", "")
+            print(f"| {'-'.join(map(str, NETS[net]))} | {r['optimizer']} | {r['ms_per_step']:.2f} | {r['epoch_s']:.1f} | {ratio:.2f} | "
+                  f"{r['peak_rss_mb']:.0f} | {r['rss_increase_mb']:.0f} | {mf} |")
+    for r in rows:
+        if "note" in r:
+            print(f"\nnote ({r['net']}, {r['optimizer']}): {r['note']}")
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

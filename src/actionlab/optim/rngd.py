@@ -1,0 +1,439 @@
+"""Relative natural gradient descent (RNGD) — Sun & Nielsen (003; algorithm in papers.md).
+
+The metric is block-diagonal over the layers of an MLP (003 section 3,
+Theorem 3: the Fisher of a model whose every layer output is stochastic is
+block-diagonal with the layers' averaged RFIMs as blocks). Each Linear layer
+with weights W (m × D) and bias b has its bias folded in, x̃ = (x, 1), and its
+parameters w_o = (W[o, :], b[o]) ∈ R^d, d = D + 1, per output neuron o.
+
+Per layer (papers.md, "the authors' published code", items 1–5):
+
+* **non-linear (hidden) layer** followed by an activation σ: one block per
+  output neuron (003 section 2.6, table 1),
+  G_o = mean_n ν(a_no) x̃_n x̃_nᵀ, with ν the single-neuron RFIM coefficient of
+  :func:`actionlab.fisher.rfim.rfim_coefficient`. For ``nn.ReLU`` (and the
+  ``relu`` / ``relu_omega`` / ``leaky_relu`` activations) the smoothed-relu
+  RFIM ν(a) = [ι + (1 − ι) sigm((1 − ι) a / ω)]² (003 eq. 2, section 2.3) with
+  ω = ``relu_omega`` (default 1) and ι = 0 (relu) or the leak slope — for
+  relu, ι = 0, ω = 1 this is the authors' sigm(w_oᵀx̃)²; tanh: sech²(a)
+  (section 2.1, Bernoulli ±1), sigmoid: sigm(1 − sigm) (section 2.2), elu:
+  1 or (α eᵃ)² (section 2.4), any other actionlab activation: σ'(a)²
+  (Gaussian output, eq. 8). With BatchNorm between the Linear and σ, a_no is
+  the input of σ (after batch normalisation).
+* **linear layer** (the first and the last layer, as in the authors' code, or
+  any Linear not followed by an activation): one matrix shared by all its
+  neurons, A = mean_n x̃_n x̃_nᵀ (003 section 2.5, g = diag[x̃x̃ᵀ, …, x̃x̃ᵀ]).
+  ``first_layer="per_neuron"`` gives the first layer per-neuron blocks too.
+
+Running average (papers.md item 3): G ← ω G + (1 − ω) G_batch at every step,
+ω = ``decay`` (default 0.995), starting from G = I (``metric_every=k`` updates it
+only every k-th step, a cheaper schedule that is not the authors').
+
+Inverse (item 4): at steps t = 0, T, 2T, … (T = ``inverse_every``, counted per
+layer, after that step's metric update), every block is replaced by the
+inverse of its damped version, computed by Cholesky,
+
+    (G + ε I)⁻¹,   ε = λ · tr(G) / d      (λ = ``damping``, d = block size),
+
+i.e. λ times the block's mean eigenvalue, separately for every block. (The
+authors' code used ε = 10⁻⁴ · tr(G) without the 1/d; pass
+``damping_relative_to="trace"`` for that.)
+
+Step (item 5): the gradient [∇W | ∇b] (m × d) is preconditioned row by row,
+Δ_o = G_o⁻¹ g_o (per-neuron) or Δ = [∇W | ∇b] A⁻¹ (shared); then optional
+heavy-ball momentum on Δ (buf ← μ buf + Δ), optional decoupled weight decay
+(W ← W − lr·wd·W, weights only unless ``decay_bias``), and W ← W − lr·buf.
+Parameters outside any Linear layer (BatchNorm's γ, β) take the plain
+(momentum-)SGD step with the same lr.
+
+The layer inputs x and pre-activations a are captured by forward hooks that
+the optimizer registers (only while the model is in training mode and
+autograd is on, so evaluation passes do not disturb them); ``remove_hooks()``
+removes them. ``step()`` must follow a training forward/backward pass.
+
+Cost per step and memory (N = batch, layer with m outputs, d = D_in + 1):
+
+=====================  =======================  ======================  ===================
+layer kind             metric update (flops)    preconditioning         memory (floats)
+=====================  =======================  ======================  ===================
+per-neuron (hidden)    2·N·m·d² (one GEMM)      2·m·d²                  2·m·d² (+ N·d² temp)
+shared (first/last)    2·N·d²                   2·m·d²                  2·d²
+=====================  =======================  ======================  ===================
+
+plus, every T steps, m Cholesky factorisations and inverses of d × d
+(≈ m·d³ flops; shared: ≈ d³). The factor 2 in memory holds the running
+metric and its damped inverse. Example, 784-80-80-80-10, N = 50: 0.62 M
+(first, 785²) + 2 × 0.52 M (hidden, 80·81²) + 6.6 k (last, 81²) = 1.67 M
+floats per copy, 3.3 M (13 MB in float32) with the inverses; per step
+≈ 62 Mflop (first-layer metric) + 105 Mflop (hidden metrics) + 99 Mflop
+(first-layer preconditioning), against ≈ 23 Mflop for forward + backward.
+784-1000-1000-10 needs 2·1000·1001² ≈ 2·10⁹ floats (8 GB) for its hidden
+layer — use ``hidden_layers="shared"`` there.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from actionlab import activations as _act
+from actionlab._checks import ValueCheckError, check_choice, check_positive
+from actionlab.fisher.rfim import rfim_coefficient
+
+__all__ = ["RNGD", "LayerSpec", "describe_layers", "SUPPORTED_MODULES"]
+
+_PASS_THROUGH = (nn.Dropout, nn.Flatten, nn.Identity)
+_NORMS = (nn.BatchNorm1d,)
+_TORCH_ACTS = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.LeakyReLU, nn.Softplus, nn.GELU, nn.SiLU)
+SUPPORTED_MODULES = "nn.Linear, nn.BatchNorm1d, nn.ReLU / Tanh / Sigmoid / ELU / LeakyReLU / Softplus / GELU / SiLU, actionlab activation modules, nn.Dropout, nn.Flatten, nn.Identity"
+
+
+def _activation_of(mod: nn.Module, relu_omega: float) -> _act.Activation | None:
+    """The actionlab Activation a module applies (None if it is not an activation)."""
+    if isinstance(mod, _act.ActivationModule):
+        a = mod.activation
+        if a.name == "relu":
+            return _act.get("relu_omega", omega=relu_omega, iota=0.0)
+        if a.name == "leaky_relu":
+            return _act.get("relu_omega", omega=relu_omega, iota=a.params.get("slope", 0.01))
+        return a
+    if isinstance(mod, nn.ReLU):
+        return _act.get("relu_omega", omega=relu_omega, iota=0.0)
+    if isinstance(mod, nn.LeakyReLU):
+        return _act.get("relu_omega", omega=relu_omega, iota=float(mod.negative_slope))
+    if isinstance(mod, nn.Tanh):
+        return _act.get("tanh")
+    if isinstance(mod, nn.Sigmoid):
+        return _act.get("sigmoid")
+    if isinstance(mod, nn.ELU):
+        return _act.get("elu", alpha=float(mod.alpha))
+    if isinstance(mod, nn.Softplus):
+        if float(mod.beta) != 1.0:
+            return _act.get("relu_omega", omega=1.0 / float(mod.beta), iota=0.0)
+        return _act.get("softplus")
+    if isinstance(mod, nn.SiLU):
+        return _act.get("silu")
+    if isinstance(mod, nn.GELU):
+        return _act.get("gelu")
+    return None
+
+
+def _flatten(module: nn.Module) -> list[nn.Module]:
+    if isinstance(module, nn.Sequential):
+        out: list[nn.Module] = []
+        for m in module:
+            out.extend(_flatten(m))
+        return out
+    return [module]
+
+
+def _sequence_of(model: nn.Module) -> list[nn.Module]:
+    if isinstance(model, nn.Sequential):
+        return _flatten(model)
+    net = getattr(model, "net", None)
+    if isinstance(net, nn.Sequential):
+        own = {id(p) for p in model.parameters()}
+        if own != {id(p) for p in net.parameters()}:
+            raise ValueCheckError(
+                f"{type(model).__name__} has parameters outside its .net Sequential; RNGD supports models whose "
+                f"parameters all live in one nn.Sequential of {SUPPORTED_MODULES}"
+            )
+        return _flatten(net)
+    raise ValueCheckError(
+        f"RNGD needs an nn.Sequential (or a model with an nn.Sequential .net such as actionlab.models.MLP), "
+        f"got {type(model).__name__}; wrap the layers in nn.Sequential of {SUPPORTED_MODULES}"
+    )
+
+
+@dataclass
+class LayerSpec:
+    """How RNGD treats one Linear layer."""
+
+    index: int  # position of the Linear among the model's Linear layers
+    linear: nn.Linear
+    kind: str  # "per_neuron" or "shared"
+    activation: _act.Activation | None  # the σ whose RFIM coefficient weights the blocks
+    act_module: nn.Module | None  # module whose input is the pre-activation a
+    d: int = 0
+    m: int = 0
+    captured: dict = field(default_factory=dict)
+
+    @property
+    def metric_numel(self) -> int:
+        return self.m * self.d * self.d if self.kind == "per_neuron" else self.d * self.d
+
+
+def describe_layers(model: nn.Module, first_layer: str = "shared", hidden_layers: str = "per_neuron", relu_omega: float = 1.0) -> list[LayerSpec]:
+    """The per-layer plan of RNGD for ``model`` (raises a clear error on unsupported modules)."""
+    mods = _sequence_of(model)
+    for i, m in enumerate(mods):
+        if isinstance(m, (nn.Linear, *_NORMS, *_PASS_THROUGH)) or _activation_of(m, relu_omega) is not None:
+            continue
+        raise ValueCheckError(
+            f"RNGD does not support layer {i} ({type(m).__name__}: {m}); supported are {SUPPORTED_MODULES}. "
+            f"Convolutions have no relative-Fisher blocks here — use another optimizer for them"
+        )
+    linears = [i for i, m in enumerate(mods) if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueCheckError("RNGD found no nn.Linear layer in the model")
+    specs: list[LayerSpec] = []
+    for k, i in enumerate(linears):
+        lin = mods[i]
+        act, act_mod = None, None
+        for j in range(i + 1, len(mods)):
+            if isinstance(mods[j], nn.Linear):
+                break
+            a = _activation_of(mods[j], relu_omega)
+            if a is not None:
+                act, act_mod = a, mods[j]
+                break
+        first, last = k == 0, k == len(linears) - 1
+        if act is None or last or (first and first_layer == "shared") or hidden_layers == "shared":
+            kind = "shared"
+        else:
+            kind = "per_neuron"
+        spec = LayerSpec(k, lin, kind, act if kind == "per_neuron" else None, act_mod if kind == "per_neuron" else None)
+        spec.d = lin.in_features + (1 if lin.bias is not None else 0)
+        spec.m = lin.out_features
+        specs.append(spec)
+    return specs
+
+
+class RNGD(torch.optim.Optimizer):
+    """Relative natural gradient descent for MLPs (see the module docstring for every formula).
+
+    Args:
+        model: an ``nn.Sequential`` of Linear / BatchNorm1d / activation layers or an
+            :class:`actionlab.models.MLP`.
+        lr: learning rate.
+        momentum: heavy-ball momentum μ on the preconditioned direction (0 = off).
+        weight_decay: decoupled weight decay (W ← W − lr·wd·W), weights only unless ``decay_bias``.
+        decay: ω of the running average G ← ωG + (1 − ω)G_batch (papers.md: 0.995).
+        damping: λ in ε = λ·tr(G)/d (or λ·tr(G) with ``damping_relative_to="trace"``).
+        inverse_every: T, steps between recomputations of the inverses (papers.md: 100).
+        relu_omega: ω of the smoothed relu whose RFIM stands for relu layers (003: ω = 1).
+        first_layer: "shared" (authors' code) or "per_neuron".
+        hidden_layers: "per_neuron" (003 section 2.6) or "shared" (x̃x̃ᵀ only, for very wide layers).
+        damping_relative_to: "mean_eigenvalue" (tr/d, default) or "trace".
+        decay_bias: apply the decoupled weight decay to biases (and BatchNorm parameters) too.
+        metric_every: update the running metric only at steps t ≡ 0 (mod k) (default 1: every step,
+            as the authors); a cheaper schedule, each update still G ← ωG + (1 − ω)G_batch.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 1e-2,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        decay: float = 0.995,
+        damping: float = 0.01,
+        inverse_every: int = 100,
+        relu_omega: float = 1.0,
+        first_layer: str = "shared",
+        hidden_layers: str = "per_neuron",
+        damping_relative_to: str = "mean_eigenvalue",
+        decay_bias: bool = False,
+        metric_every: int = 1,
+    ) -> None:
+        check_positive(lr, "lr")
+        check_positive(momentum, "momentum", allow_zero=True)
+        check_positive(weight_decay, "weight_decay", allow_zero=True)
+        check_positive(damping, "damping", allow_zero=True)
+        check_positive(relu_omega, "relu_omega")
+        if not 0.0 <= decay < 1.0:
+            raise ValueCheckError(f"decay (ω of the running average) must be in [0, 1), got {decay}")
+        if int(metric_every) != metric_every or metric_every < 1:
+            raise ValueCheckError(f"metric_every must be an integer ≥ 1, got {metric_every}")
+        if int(inverse_every) != inverse_every or inverse_every < 1:
+            raise ValueCheckError(f"inverse_every (T) must be an integer ≥ 1, got {inverse_every}")
+        check_choice(first_layer, ("shared", "per_neuron"), "first_layer")
+        check_choice(hidden_layers, ("shared", "per_neuron"), "hidden_layers")
+        check_choice(damping_relative_to, ("mean_eigenvalue", "trace"), "damping_relative_to")
+        if not isinstance(model, nn.Module):
+            raise ValueCheckError(f"RNGD(model, ...) takes the model (nn.Module), not {type(model).__name__}")
+        self.specs = describe_layers(model, first_layer, hidden_layers, relu_omega)
+        self.model = model
+        params = [p for p in model.parameters() if p.requires_grad]
+        defaults = dict(
+            lr=lr, momentum=momentum, weight_decay=weight_decay, decay=decay, damping=damping,
+            inverse_every=int(inverse_every), damping_relative_to=damping_relative_to, decay_bias=decay_bias,
+            metric_every=int(metric_every),
+        )
+        super().__init__(params, defaults)
+        self._param_group = {id(p): g for g in self.param_groups for p in g["params"]}
+        self._in_layer = set()
+        for s in self.specs:
+            self._in_layer.add(id(s.linear.weight))
+            if s.linear.bias is not None:
+                self._in_layer.add(id(s.linear.bias))
+        self._hooks: list = []
+        self._register_hooks()
+
+    # -- hooks ----------------------------------------------------------------------------
+    def _register_hooks(self) -> None:
+        for s in self.specs:
+            def pre_hook(mod, inputs, s=s):
+                if mod.training and torch.is_grad_enabled():
+                    s.captured["x"] = inputs[0].detach()
+
+            self._hooks.append(s.linear.register_forward_pre_hook(pre_hook))
+            if s.kind == "per_neuron" and s.act_module is not None:
+                def act_hook(mod, inputs, s=s):
+                    if mod.training and torch.is_grad_enabled():
+                        s.captured["a"] = inputs[0].detach()
+
+                self._hooks.append(s.act_module.register_forward_pre_hook(act_hook))
+
+    def remove_hooks(self) -> None:
+        """Remove the forward hooks (the optimizer cannot step afterwards)."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
+
+    # -- metric ---------------------------------------------------------------------------
+    def _batch_terms(self, s: LayerSpec) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = s.captured.get("x")
+        if x is None:
+            raise ValueCheckError(
+                "RNGD.step() needs the layer inputs of a training forward pass; call model.train(), run the forward "
+                "and backward pass with autograd on, then step() (and do not remove the hooks)"
+            )
+        x = x.reshape(-1, x.shape[-1])
+        xt = torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)], 1) if s.linear.bias is not None else x
+        nu = None
+        if s.kind == "per_neuron":
+            a = s.captured.get("a")
+            if a is None:
+                raise ValueCheckError(f"RNGD: the pre-activation of layer {s.index} was not captured; run a training forward pass")
+            nu = rfim_coefficient(s.activation, a.reshape(-1, s.m).to(xt.dtype))
+        return xt, nu
+
+    def _update_metric(self, s: LayerSpec, state: dict, decay: float) -> None:
+        xt, nu = self._batch_terms(s)
+        N, d = xt.shape
+        W = s.linear.weight
+        if "metric" not in state:
+            eye = torch.eye(d, dtype=W.dtype, device=W.device)
+            state["metric"] = eye.expand(s.m, d, d).clone() if s.kind == "per_neuron" else eye.clone()
+        G = state["metric"]
+        xt = xt.to(G.dtype)
+        if s.kind == "per_neuron":
+            # G_o ← ω G_o + (1−ω)/N Σ_n ν_no x̃_n x̃_nᵀ as one GEMM: (m × N) · (N × d²)
+            outer = (xt[:, :, None] * xt[:, None, :]).reshape(N, d * d)
+            G.view(s.m, d * d).mul_(decay).addmm_(nu.T.to(G.dtype), outer, alpha=(1.0 - decay) / N)
+        else:
+            G.mul_(decay).addmm_(xt.T, xt, alpha=(1.0 - decay) / N)
+
+    @staticmethod
+    def damped_inverse(G: torch.Tensor, damping: float, relative_to: str = "mean_eigenvalue") -> torch.Tensor:
+        """(G + εI)⁻¹ per block (G: d × d or m × d × d), ε = λ·tr(G)/d (or λ·tr(G)), by Cholesky."""
+        d = G.shape[-1]
+        tr = torch.diagonal(G, dim1=-2, dim2=-1).sum(-1)
+        eps = damping * tr / (d if relative_to == "mean_eigenvalue" else 1.0)
+        eps = torch.clamp(eps, min=torch.finfo(G.dtype).tiny ** 0.5)
+        eye = torch.eye(d, dtype=G.dtype, device=G.device)
+        Gd = G + eps[..., None, None] * eye
+        L, info = torch.linalg.cholesky_ex(Gd)
+        if bool((info > 0).any()):  # fall back to a symmetric eigendecomposition
+            vals, vecs = torch.linalg.eigh(Gd)
+            vals = torch.clamp(vals, min=eps[..., None])
+            return (vecs / vals[..., None, :]) @ vecs.transpose(-1, -2)
+        return torch.cholesky_inverse(L)
+
+    def _precondition(self, s: LayerSpec, state: dict, grad: torch.Tensor) -> torch.Tensor:
+        Ginv = state["inverse"]
+        if s.kind == "per_neuron":
+            # batched mat-vec as multiply + sum: memory-bound, ~6× faster than bmm with one column on CPU
+            return (Ginv * grad.to(Ginv.dtype)[:, None, :]).sum(-1).to(grad.dtype)
+        return (grad.to(Ginv.dtype) @ Ginv).to(grad.dtype)
+
+    def preconditioned_gradients(self) -> dict[int, torch.Tensor]:
+        """The preconditioned directions [ΔW | Δb] (m × d) of the last step, by layer index (for inspection)."""
+        return {s.index: self.state[s.linear.weight]["last_direction"] for s in self.specs if "last_direction" in self.state[s.linear.weight]}
+
+    # -- step -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        done: set[int] = set()
+        for s in self.specs:
+            W, b = s.linear.weight, s.linear.bias
+            group = self._param_group.get(id(W))
+            if group is None:  # frozen layer
+                continue
+            done.add(id(W))
+            if b is not None:
+                done.add(id(b))
+            if W.grad is None and (b is None or b.grad is None):
+                continue
+            st = self.state[W]
+            t = st.get("rngd_step", 0)
+            if t % group["metric_every"] == 0 or "metric" not in st:
+                self._update_metric(s, st, group["decay"])
+            if t % group["inverse_every"] == 0 or "inverse" not in st:
+                st["inverse"] = self.damped_inverse(st["metric"], group["damping"], group["damping_relative_to"])
+            st["rngd_step"] = t + 1
+            gW = W.grad if W.grad is not None else torch.zeros_like(W)
+            g = gW if b is None else torch.cat([gW, (b.grad if b.grad is not None else torch.zeros_like(b))[:, None]], 1)
+            direction = self._precondition(s, st, g)
+            st["last_direction"] = direction
+            if group["momentum"] > 0:
+                buf = st.get("momentum_buffer")
+                if buf is None:
+                    buf = st["momentum_buffer"] = direction.clone()
+                else:
+                    buf.mul_(group["momentum"]).add_(direction)
+                direction = buf
+            lr, wd = group["lr"], group["weight_decay"]
+            D = W.shape[1]
+            if wd > 0:
+                W.mul_(1.0 - lr * wd)
+                if b is not None and group["decay_bias"]:
+                    b.mul_(1.0 - lr * wd)
+            W.add_(direction[:, :D], alpha=-lr)
+            if b is not None:
+                b.add_(direction[:, D], alpha=-lr)
+        # parameters outside the Linear layers (BatchNorm γ, β): plain (momentum-)SGD
+        for group in self.param_groups:
+            for p in group["params"]:
+                if id(p) in done or p.grad is None:
+                    continue
+                d_p = p.grad
+                if group["momentum"] > 0:
+                    st = self.state[p]
+                    buf = st.get("momentum_buffer")
+                    if buf is None:
+                        buf = st["momentum_buffer"] = d_p.clone()
+                    else:
+                        buf.mul_(group["momentum"]).add_(d_p)
+                    d_p = buf
+                if group["weight_decay"] > 0 and group["decay_bias"]:
+                    p.mul_(1.0 - group["lr"] * group["weight_decay"])
+                p.add_(d_p, alpha=-group["lr"])
+        for s in self.specs:
+            s.captured.clear()
+        return loss
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a state (copied, so the source optimizer's tensors are never aliased)."""
+        super().load_state_dict(copy.deepcopy(state_dict))
+        self._param_group = {id(p): g for g in self.param_groups for p in g["params"]}
+
+    # -- memory -----------------------------------------------------------------------------
+    def metric_numel(self) -> int:
+        """Number of floats in the running metrics (the inverses take as many again)."""
+        return sum(s.metric_numel for s in self.specs)
+
+    def __repr__(self) -> str:
+        lines = [f"RNGD(lr={self.defaults['lr']}, decay={self.defaults['decay']}, damping={self.defaults['damping']}, T={self.defaults['inverse_every']})"]
+        for s in self.specs:
+            act = f", ν of {s.activation!r}" if s.activation is not None else ""
+            lines.append(f"  layer {s.index}: Linear({s.linear.in_features}→{s.linear.out_features}) {s.kind}, d={s.d}{act}")
+        return "\n".join(lines)

@@ -1,0 +1,169 @@
+"""Mean-field order parameters (004): quadrature against scipy.integrate and the appendix-B closed forms."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import integrate
+
+from actionlab import activations as A
+from actionlab._checks import ValueCheckError
+from actionlab.fisher import meanfield as mf
+
+
+def _quad_1d(fn, q):
+    return integrate.quad(lambda z: fn(math.sqrt(q) * z) * math.exp(-z * z / 2) / math.sqrt(2 * math.pi),
+                          -np.inf, np.inf, epsabs=1e-14, epsrel=1e-13, limit=400)[0]
+
+
+def _quad_2d(fn, a, b):
+    """E[fn(u1) fn(u2)] by nested scipy quad (independent of our rule)."""
+    c = b / a
+    r = math.sqrt(1 - c * c)
+
+    def inner(z1):
+        return integrate.quad(lambda z2: fn(math.sqrt(a) * (c * z1 + r * z2)) * math.exp(-z2 * z2 / 2),
+                              -12, 12, epsabs=1e-13, epsrel=1e-12, limit=200)[0] / math.sqrt(2 * math.pi)
+
+    return integrate.quad(lambda z1: fn(math.sqrt(a) * z1) * inner(z1) * math.exp(-z1 * z1 / 2), -12, 12,
+                          epsabs=1e-13, epsrel=1e-12, limit=200)[0] / math.sqrt(2 * math.pi)
+
+
+def _scalar(name, d=0):
+    act = A.get(name)
+    return lambda x: float(act(torch.tensor(x, dtype=torch.float64)) if d == 0 else
+                           act.derivative(torch.tensor(x, dtype=torch.float64), 1))
+
+
+@pytest.mark.parametrize("name", ["tanh", "erf", "sigmoid", "silu", "gelu", "softplus"])
+@pytest.mark.parametrize("q", [0.3, 1.0, 3.64, 10.0])
+def test_q_hat_smooth_against_scipy(name, q):
+    phi = _scalar(name)
+    ref = _quad_1d(lambda x: phi(x) ** 2, q)
+    assert abs(mf.q_hat(name, q, closed_form=False) - ref) < 1e-10
+
+
+@pytest.mark.parametrize("name", ["relu", "elu", "leaky_relu"])
+def test_q_hat_kinked_against_scipy(name):
+    phi = _scalar(name)
+    for q in (0.5, 2.0):
+        ref = integrate.quad(lambda z: phi(math.sqrt(q) * z) ** 2 * math.exp(-z * z / 2) / math.sqrt(2 * math.pi),
+                             -40, 40, points=[0.0], epsabs=1e-14, epsrel=1e-13, limit=400)[0]
+        assert abs(mf.q_hat(name, q, closed_form=False) - ref) < 1e-10
+
+
+@pytest.mark.parametrize("name,a,b", [("tanh", 1.0, 0.3), ("tanh", 3.64, 0.64), ("erf", 2.5, -0.7)])
+def test_I_phi_smooth_against_nested_scipy(name, a, b):
+    phi = _scalar(name)
+    assert abs(mf.I_phi(name, a, b, closed_form=False) - _quad_2d(phi, a, b)) < 1e-10
+
+
+def test_gauss_hermite_option_converges_for_small_q():
+    g = mf.as_gauss_fn("tanh")
+    sq = mf.GaussFn(lambda x: g.f(x) ** 2)
+    ref = _quad_1d(lambda x: math.tanh(x) ** 2, 1.0)
+    assert abs(mf.gauss_1d(sq, 1.0, n=160, method="hermite") - ref) < 1e-12
+    # and the 2-D tensor-product rule agrees with the split rule
+    assert abs(mf.gauss_2d(g, g, 1.0, 0.4, n=120, method="hermite") - mf.gauss_2d(g, g, 1.0, 0.4)) < 1e-12
+
+
+@settings(max_examples=25, deadline=None)
+@given(a=st.floats(0.05, 20.0), c=st.floats(-0.999, 0.999))
+@pytest.mark.parametrize("name", ["erf", "relu", "linear"])
+def test_closed_forms_against_quadrature(name, a, c):
+    """Appendix B (B.3, B.4, B.7–B.9, B.11, B.13–B.16) against the quadrature; relu's I_φ' corrected (B.12)."""
+    b = c * a
+    cf = mf.CLOSED_FORMS[name]
+    assert abs(cf["q_hat"](a) - mf.q_hat(name, a, closed_form=False)) < 1e-10 * max(1, a)
+    assert abs(cf["I"](a, b) - mf.I_phi(name, a, b, closed_form=False)) < 1e-10 * max(1, a)
+    assert abs(cf["I_d"](a, b) - mf.I_dphi(name, a, b, closed_form=False)) < 1e-10
+    assert abs(cf["I_d"](a, a) - mf.I_dphi(name, a, a, closed_form=False)) < 1e-10
+
+
+def test_relu_B12_has_a_spurious_factor_a():
+    a, b = 2.0, 0.5
+    quad = mf.I_dphi("relu", a, b, closed_form=False)
+    assert abs(quad - (math.pi / 2 + math.asin(b / a)) / (2 * math.pi)) < 1e-12
+    assert abs(mf.DOCUMENT_RELU_I_D(a, b) - a * quad) < 1e-12  # printed B.12 = a × truth
+    assert abs(mf.DOCUMENT_RELU_I_D(1.0, 0.3) - mf.I_dphi("relu", 1.0, 0.3, closed_form=False)) < 1e-12
+
+
+def test_erf_B2_half_line_integral():
+    """B.2: ∫_0^∞ Dx erf(ax)erf(bx) = (1/π) atan(√2 ab / √(a²+b²+1/2))."""
+    from scipy.special import erf
+
+    for a, b in [(0.7, 1.3), (2.0, 0.4)]:
+        lhs = integrate.quad(lambda x: erf(a * x) * erf(b * x) * math.exp(-x * x / 2) / math.sqrt(2 * math.pi),
+                             0, np.inf, epsabs=1e-14)[0]
+        rhs = math.atan(math.sqrt(2) * a * b / math.sqrt(a * a + b * b + 0.5)) / math.pi
+        assert abs(lhs - rhs) < 1e-12
+
+
+def test_order_parameters_closed_form_equals_quadrature_path():
+    for name in ("erf", "relu", "linear"):
+        p1 = mf.order_parameters(name, 4, 2.0, 0.3, 1.0, 0.2)
+        p2 = mf.order_parameters(name, 4, 2.0, 0.3, 1.0, 0.2, closed_form=False)
+        for f in ("q_hat", "q_hat_st", "q_tilde", "q_tilde_st"):
+            np.testing.assert_allclose(getattr(p1, f)[1:], getattr(p2, f)[1:], rtol=1e-10, atol=1e-12)
+
+
+def test_relu_recurrences_B9_B10():
+    sw, sb = 2.0, 0.1
+    op = mf.order_parameters("relu", 4, sw, sb, output_activation="relu")
+    for l in range(1, 3):
+        assert abs(op.q_hat[l + 1] - (op.q_hat[l] * sw / 2 + sb / 2)) < 1e-12  # B.9
+    assert abs(op.q_tilde[4] - 0.5) < 1e-12  # B.10 boundary for a relu output unit
+    for l in range(1, 4):
+        assert abs(op.q_tilde[l] - op.q_tilde[l + 1] * sw / 2) < 1e-12
+    lin = mf.order_parameters("relu", 4, sw, sb)
+    assert lin.q_tilde[4] == 1.0 and lin.q_tilde_st[4] == 1.0
+
+
+def test_predict_quick_check_papers_md():
+    """papers.md: tanh, L=3, M=400, C=1, T=60, σ_w²=3, σ_b²=0.64 → m 0.00239, s 0.0581, λ_max 106.1."""
+    p = mf.predict("tanh", L=3, M=400, sigma_w2=3.0, sigma_b2=0.64, C=1, T=60)
+    assert p.widths == [400, 400, 400, 1]
+    assert abs(p.m - 0.00239) / 0.00239 < 0.005
+    assert abs(p.s - 0.0581) / 0.0581 < 0.005
+    assert abs(p.lambda_max - 106.1) / 106.1 < 0.005
+    assert abs(p.eta_c - 2 / p.lambda_max) < 1e-15
+
+
+def test_predict_identities():
+    p = mf.predict("erf", L=4, M=300, sigma_w2=2.0, sigma_b2=0.2, C=3, T=20, momentum=0.5)
+    k1, k2, a, M, T, C = p.kappa1, p.kappa2, p.alpha, p.M, p.T, p.C
+    assert math.isclose(p.m, C * k1 / M)
+    assert math.isclose(p.s, a * C * ((T - 1) / T * k2**2 + k1**2 / T))
+    assert math.isclose(p.lambda_max, a * ((T - 1) / T * k2 + k1 / T) * M)
+    assert math.isclose(p.eta_c, 2 * 1.5 / p.lambda_max)
+    assert p.s_lower <= p.s_upper and math.isclose(p.s_upper, C * p.s)
+    assert p.lambda_max_lower <= p.lambda_max_upper
+    assert p.fisher_rao <= p.fisher_rao_bound * (1 + 1e-12)
+    # T = 1, C = 1: s = α κ₁² (A.3, end of outline)
+    q = mf.predict("tanh", L=3, M=100, sigma_w2=1.5, T=1)
+    assert math.isclose(q.s, q.alpha * q.kappa1**2)
+
+
+def test_predict_errors():
+    with pytest.raises(ValueCheckError):
+        mf.predict("tanh")  # neither widths nor M
+    with pytest.raises(ValueCheckError):
+        mf.predict("tanh", L=3, M=10, alphas=(1.0,))
+    with pytest.raises(ValueCheckError):
+        mf.predict("nope", L=2, M=10)
+    with pytest.raises(ValueCheckError):
+        mf.predict("tanh", L=2, M=10, q_hat0=0.1, q_hat0_st=0.5)
+    with pytest.raises(ValueCheckError):
+        mf.eta_c(-1.0)
+
+
+@pytest.mark.parametrize("c", [1 - 1e-4, 1 - 1e-6, 1 - 1e-10, -1 + 1e-8, 1.0])
+def test_kinked_near_perfect_correlation(c):
+    """The inner integral becomes a step of width √(1−c²): the graded mesh keeps the relu integrals exact."""
+    a = 2.0
+    cf = mf.CLOSED_FORMS["relu"]
+    assert abs(mf.I_phi("relu", a, c * a, closed_form=False) - cf["I"](a, c * a)) < 1e-10
+    assert abs(mf.I_dphi("relu", a, c * a, closed_form=False) - cf["I_d"](a, c * a)) < 1e-10

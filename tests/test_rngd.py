@@ -1,0 +1,245 @@
+"""RNGD: the preconditioned step against a dense metric built independently (float64)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from actionlab._checks import ValueCheckError
+from actionlab.optim import RNGD
+
+DT = torch.float64
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny matrices: one intra-op thread avoids oversubscription on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Linear(3, 4), nn.Sigmoid(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 3), nn.Tanh(), nn.Linear(3, 2)
+    ).to(DT)
+
+
+def _data(seed=1, N=6):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(N, 3, generator=g, dtype=DT), torch.randint(0, 2, (N,), generator=g)
+
+
+def _flat_params(lin):
+    return torch.cat([lin.weight, lin.bias[:, None]], 1).reshape(-1).detach().clone()
+
+
+def _fisher_block_reference(kind, act, x, lin):
+    """Dense metric of one layer from its definition, by autodiff (no use of actionlab.fisher.rfim).
+
+    shared:      Gaussian linear layer y ~ N(W x̃, I):   mean_n J_nᵀ J_n, J_n = ∂(W x̃_n)/∂θ
+    sigmoid:     Bernoulli units, enumerate y ∈ {0,1}^m
+    tanh:        Bernoulli ±1 units (003 eqs. 5–7), enumerate y ∈ {±1}^m
+    relu:        Gaussian units y ~ N(relu_1(a), 1) with the smoothed relu (ω = 1, ι = 0):
+                 mean_n J_nᵀ J_n, J_n = ∂ softplus(W x̃_n)/∂θ
+    """
+    m, D = lin.weight.shape
+    th0 = _flat_params(lin)
+    N = x.shape[0]
+
+    def pre(th, xn):
+        Wt = th.reshape(m, D + 1)
+        return Wt[:, :D] @ xn + Wt[:, D]
+
+    P = th0.numel()
+    G = torch.zeros(P, P, dtype=DT)
+    for n in range(N):
+        if kind == "shared" or act == "relu":
+            f = (lambda th: pre(th, x[n])) if kind == "shared" else (lambda th: F.softplus(pre(th, x[n])))
+            J = torch.autograd.functional.jacobian(f, th0)
+            G += J.T @ J / N
+        else:
+            vals = [0.0, 1.0] if act == "sigmoid" else [-1.0, 1.0]
+            for y in itertools.product(vals, repeat=m):
+                yt = torch.tensor(y, dtype=DT)
+                th = th0.clone().requires_grad_(True)
+                a = pre(th, x[n])
+                lp = F.logsigmoid((2 * yt - 1) * a).sum() if act == "sigmoid" else torch.log((1 + yt * torch.tanh(a)) / 2).sum()
+                (s,) = torch.autograd.grad(lp, th)
+                G += lp.detach().exp() * torch.outer(s, s) / N
+    return G
+
+
+def _damped_dense(G, m, d, lam):
+    """Block-diagonal damping: each d × d diagonal block gets ε = λ·tr(block)/d."""
+    G = G.clone()
+    for o in range(m):
+        sl = slice(o * d, (o + 1) * d)
+        eps = lam * torch.trace(G[sl, sl]) / d
+        G[sl, sl] += eps * torch.eye(d, dtype=DT)
+    return G
+
+
+@pytest.mark.parametrize("first_layer", ["shared", "per_neuron"])
+def test_step_equals_dense_metric_inverse_times_gradient(first_layer):
+    net = _net()
+    x, y = _data()
+    lam, lr = 0.03, 0.1
+    opt = RNGD(net, lr=lr, decay=0.0, damping=lam, inverse_every=1, first_layer=first_layer)
+    lins = [m for m in net if isinstance(m, nn.Linear)]
+    # the layer inputs, computed independently of the hooks
+    inputs, h = [], x
+    for mod in net:
+        if isinstance(mod, nn.Linear):
+            inputs.append(h.detach())
+        h = mod(h)
+    before = [_flat_params(l) for l in lins]
+    lins_before = [copy.deepcopy(l) for l in lins]  # the metric is evaluated at the pre-step weights
+    opt.zero_grad()
+    F.cross_entropy(net(x), y).backward()
+    grads = [torch.cat([l.weight.grad, l.bias.grad[:, None]], 1).reshape(-1).clone() for l in lins]
+    opt.step()
+    kinds = [("per_neuron" if first_layer == "per_neuron" else "shared", "sigmoid"), ("per_neuron", "relu"), ("per_neuron", "tanh"), ("shared", None)]
+    for l, l0, xin, g, b0, (kind, act) in zip(lins, lins_before, inputs, grads, before, kinds):
+        m, d = l.weight.shape[0], l.weight.shape[1] + 1
+        G = _fisher_block_reference(kind, act, xin, l0)
+        if kind == "per_neuron":  # the definition is block-diagonal over neurons (003 section 2.6)
+            off = G.clone()
+            for o in range(m):
+                off[o * d:(o + 1) * d, o * d:(o + 1) * d] = 0
+            assert off.abs().max() < 1e-12
+        expected = torch.linalg.solve(_damped_dense(G, m, d, lam), g)
+        measured = (b0 - _flat_params(l)) / lr
+        assert torch.allclose(measured, expected, atol=1e-10, rtol=1e-10), (measured - expected).abs().max()
+
+
+def test_running_average_and_inverse_schedule():
+    net = _net(2)
+    x, y = _data(3)
+    omega, T = 0.9, 3
+    opt = RNGD(net, lr=1e-3, decay=omega, damping=0.01, inverse_every=T)
+    lin = net[2]  # relu per-neuron layer
+    batch_metrics, inverses = [], []
+    for t in range(5):
+        xin = net[1](net[0](x)).detach()
+        xt = torch.cat([xin, torch.ones(len(x), 1, dtype=DT)], 1)
+        a = (xt @ torch.cat([lin.weight, lin.bias[:, None]], 1).T).detach()
+        nu = torch.sigmoid(a) ** 2  # smoothed relu RFIM, ω = 1, ι = 0 (003 table 1)
+        batch_metrics.append(torch.einsum("no,ni,nj->oij", nu, xt, xt) / len(x))
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+        inverses.append(opt.state[lin.weight]["inverse"].clone())
+    G = torch.eye(5, dtype=DT).expand(3, 5, 5)
+    for Gb in batch_metrics:
+        G = omega * G + (1 - omega) * Gb
+    assert torch.allclose(opt.state[lin.weight]["metric"], G, atol=1e-12)
+    # recomputed at t = 0 and t = T only
+    assert torch.equal(inverses[0], inverses[1]) and torch.equal(inverses[1], inverses[2])
+    assert not torch.equal(inverses[2], inverses[3]) and torch.equal(inverses[3], inverses[4])
+
+
+def test_momentum_and_decoupled_weight_decay():
+    net = _net(4)
+    x, y = _data(5)
+    mu, wd, lr = 0.5, 0.1, 0.05
+    opt = RNGD(net, lr=lr, momentum=mu, weight_decay=wd, decay=0.0, inverse_every=1)
+    lin = net[6]
+    dirs = []
+    W_prev = lin.weight.detach().clone()
+    for t in range(2):
+        W_prev = lin.weight.detach().clone()
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+        dirs.append(opt.state[lin.weight]["last_direction"].clone())
+    buf = mu * dirs[0] + dirs[1]
+    expected = W_prev * (1 - lr * wd) - lr * buf[:, :-1]
+    assert torch.allclose(lin.weight.detach(), expected, atol=1e-12)
+
+
+def test_state_dict_round_trip():
+    net = _net(6)
+    x, y = _data(7)
+    opt = RNGD(net, lr=0.05, momentum=0.9, inverse_every=2)
+    for _ in range(3):
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+    net2 = copy.deepcopy(net)
+    opt2 = RNGD(net2, lr=0.05, momentum=0.9, inverse_every=2)
+    buf = io.BytesIO()
+    torch.save(opt.state_dict(), buf)
+    buf.seek(0)
+    opt2.load_state_dict(torch.load(buf))
+    for o, n in ((opt, net), (opt2, net2)):
+        for _ in range(2):
+            o.zero_grad()
+            F.cross_entropy(n(x), y).backward()
+            o.step()
+    for p, q in zip(net.parameters(), net2.parameters()):
+        assert torch.equal(p, q)
+    assert opt2.state[net2[0].weight]["rngd_step"] == 5
+
+
+def test_mlp_with_batchnorm_learns_and_eval_pass_does_not_touch_metric():
+    from actionlab.models import MLP
+
+    g = torch.Generator().manual_seed(0)
+    model = MLP([5, 16, 16, 3], activation="relu", batchnorm=True, generator=g, dtype=DT)
+    X = torch.randn(64, 5, generator=g, dtype=DT)
+    Y = (X[:, 0] > 0).long() + (X[:, 1] > 0).long()
+    opt = RNGD(model, lr=0.05, inverse_every=5)
+    assert [s.kind for s in opt.specs] == ["shared", "per_neuron", "shared"]
+    bn = model.net[1]
+    gamma0 = bn.weight.detach().clone()
+    losses = []
+    for _ in range(40):
+        model.train()
+        opt.zero_grad()
+        loss = F.cross_entropy(model(X), Y)
+        loss.backward()
+        model.eval()
+        with torch.no_grad():
+            model(X[:3])  # evaluation in between must not replace the captured batch
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert not torch.equal(bn.weight.detach(), gamma0)  # BatchNorm parameters take SGD steps
+
+
+def test_errors_and_hooks():
+    with pytest.raises(ValueCheckError, match="Conv2d"):
+        RNGD(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2)), lr=0.1)
+    with pytest.raises(ValueCheckError, match="nn.Sequential"):
+        RNGD(nn.Linear(3, 2), lr=0.1)
+    with pytest.raises(ValueCheckError, match="lr"):
+        RNGD(_net(), lr=-1.0)
+    net = _net()
+    opt = RNGD(net, lr=0.1)
+    x, y = _data()
+    net.eval()  # an eval-mode forward is not captured
+    loss = F.cross_entropy(net(x), y)
+    loss.backward()
+    with pytest.raises(ValueCheckError, match="training forward pass"):
+        opt.step()
+    net.train()
+    opt.remove_hooks()
+    F.cross_entropy(net(x), y).backward()
+    with pytest.raises(ValueCheckError, match="training forward"):
+        opt.step()
+    assert loss.item() > 0
+
+
+def test_wide_hidden_layer_memory_formula():
+    net = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 30), nn.ReLU(), nn.Linear(30, 5))
+    assert RNGD(net).metric_numel() == 21 * 21 + 30 * 31 * 31 + 31 * 31
+    assert RNGD(net, hidden_layers="shared").metric_numel() == 21 * 21 + 31 * 31 + 31 * 31

@@ -1,0 +1,230 @@
+"""The θ* experiments (j-stats, theta-star, embedding-dim, scaling, conjecture, early-stop) and their helpers.
+
+Helpers are checked against independent computations; the experiments' quick presets (marked slow) are
+checked for structure and for properties that must hold (named terms summing to the exact S_n, the
+histogrammed products summing to the terms, partial sums converging for small t, the early-stop rule
+firing on an overfitting run, …).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from actionlab.config import RunOptions
+from actionlab.experiments import get_experiment, make_config
+from actionlab.experiments._thetastar import _j_direct, dominance, gaussianity, looks_gaussian_centred
+from actionlab.experiments.conjecture import radius_estimate
+from actionlab.experiments.early_stop import compare_rule, first_nonpositive
+from actionlab.experiments.j_stats import range_matches
+from actionlab.experiments.scaling import fit_power_law, power_law, power_law_appears
+from actionlab.experiments.theta_star import rank_tensors
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def test_gaussianity_on_known_distributions():
+    rng = np.random.default_rng(0)
+    g = gaussianity(torch.from_numpy(rng.normal(1.0, 2.0, 100_000)))
+    assert g["mean"] == pytest.approx(1.0, abs=0.03) and g["std"] == pytest.approx(2.0, rel=0.02)
+    assert abs(g["skew"]) < 0.05 and abs(g["excess_kurtosis"]) < 0.1
+    assert g["normaltest_p"] > 1e-3 and g["ks_p"] > 1e-3
+    assert g["fraction_negative"] == pytest.approx(0.3085, abs=0.01)  # Φ(−1/2)
+    e = gaussianity(rng.exponential(1.0, 100_000), max_test=5000)
+    assert e["skew"] == pytest.approx(2.0, abs=0.15) and e["excess_kurtosis"] == pytest.approx(6.0, abs=1.0)
+    assert e["test_sample"] == 5000 and e["normaltest_p"] < 1e-6
+    assert looks_gaussian_centred(gaussianity(rng.normal(0, 1, 10_000)))
+    assert not looks_gaussian_centred(e)
+
+
+def test_dominance():
+    d = dominance({"a": 1.0, "b": -3.0, "c": 0.0})
+    assert d["dominant"] == "b" and d["share_of_abs"] == pytest.approx(0.75) and d["sum"] == pytest.approx(-2.0)
+    assert sum(d["shares"].values()) == pytest.approx(1.0)
+
+
+def test_direct_j_equals_expansion_j_tensor():
+    from actionlab.expansion import j_tensor
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(60, 5, generator=g, dtype=torch.float64)
+    y = torch.arange(60) % 3
+    for n in (1, 2):
+        torch.testing.assert_close(_j_direct(z, y, n, 3), j_tensor(z, y, n))
+    # by hand, one entry: J_{α γ δ} = E_p[z_γ z_δ] − E_{p|α}[z_γ z_δ]
+    want = (z[:, 1] * z[:, 2]).mean() - (z[y == 2, 1] * z[y == 2, 2]).mean()
+    assert float(j_tensor(z, y, 2)[2, 1, 2]) == pytest.approx(float(want), rel=1e-12)
+
+
+def test_rank_tensors_against_einsum_and_block_sampling():
+    g = torch.Generator().manual_seed(1)
+    U, W = torch.randn(3, 7, generator=g, dtype=torch.float64), torch.randn(7, 6, generator=g, dtype=torch.float64)
+    J1, J2 = torch.randn(3, 6, generator=g, dtype=torch.float64), torch.randn(3, 6, 6, generator=g, dtype=torch.float64)
+    t = rank_tensors(U, W, J1, J2)
+    torch.testing.assert_close(t["UW"], U @ W)
+    torch.testing.assert_close(t["UWW"], torch.einsum("ab,bg,bd->agd", U, W, W))
+    torch.testing.assert_close(t["J3*UWW"], J2 * t["UWW"])
+    assert t["rank3_block"] is None
+    s = rank_tensors(U, W, J1, J2, max_elements=3 * 16)
+    assert s["rank3_block"] == 4 and s["UWW"].shape == (3, 4, 4)
+
+
+def test_range_matches():
+    assert range_matches(-0.1, 0.075) and range_matches(-0.09, 0.08)
+    assert not range_matches(-0.5, 0.5) and not range_matches(-0.1, 0.2)
+
+
+def test_power_law_fit_recovers_a_known_law():
+    rng = np.random.default_rng(0)
+    H = np.array([8, 16, 32, 64, 128, 256, 512, 1024], float)
+    truth = (3.0, 0.6, 0.25)
+    per_seed = power_law(H, *truth) + rng.normal(0, 0.003, (4, len(H)))
+    mean, sem = per_seed.mean(0), per_seed.std(0, ddof=1) / 2
+    fit = fit_power_law(H, mean, sem, per_seed=per_seed, n_boot=100)
+    assert fit.converged
+    assert fit.alpha == pytest.approx(truth[1], abs=max(3 * fit.alpha_err, 0.05))
+    assert fit.l_inf == pytest.approx(truth[2], abs=max(3 * fit.l_inf_err, 0.02))
+    assert fit.a == pytest.approx(truth[0], rel=0.2)
+    assert fit.r2 > 0.999 and fit.chi2_per_dof < 5
+    lo, hi = fit.alpha_bootstrap
+    assert lo <= fit.alpha <= hi
+    assert power_law_appears(fit, float(mean.max() - mean.min()), 0.003)
+
+
+def test_power_law_not_claimed_on_flat_noise():
+    rng = np.random.default_rng(1)
+    H = np.array([8, 16, 32, 64, 128, 256], float)
+    per_seed = 0.5 + rng.normal(0, 0.01, (3, len(H)))
+    mean = per_seed.mean(0)
+    fit = fit_power_law(H, mean, per_seed.std(0, ddof=1) / math.sqrt(3), per_seed=per_seed, n_boot=50)
+    assert not power_law_appears(fit, float(mean.max() - mean.min()), float(per_seed.std(0, ddof=1).mean()))
+
+
+def test_first_nonpositive_and_compare_rule():
+    steps = [0, 10, 20, 30, 40, 50]
+    dots = [5.0, 2.0, -0.5, 1.0, -1.0, -2.0]
+    assert first_nonpositive(dots, steps) == 20
+    assert first_nonpositive(dots, steps, smoothing=0.5) == 50  # EMA: 5, 3.5, 1.5, 1.25, 0.125, −0.94
+    s_e = [2.0, 1.5, 1.2, 1.3, 1.4, 1.6]
+    c = compare_rule(steps, s_e, dots, smoothing=0.0)
+    assert c["min_step"] == 20 and c["raw"]["rule_step"] == 20 and c["raw"]["gap_steps"] == 0
+    assert c["raw"]["gap_loss"] == pytest.approx(0.0) and not c["min_at_end"]
+    assert first_nonpositive([1.0, 1.0], [0, 1]) is None
+
+
+def test_radius_estimate_of_a_geometric_series():
+    assert radius_estimate([2.0**k for k in range(12)]) == pytest.approx(0.5)
+    assert radius_estimate([0.0] * 5) == math.inf
+
+
+# ----------------------------------------------------------------------------- quick presets
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("thetastar-cache"))
+
+
+def _run(name, tmp_path, cache_dir, **overrides):
+    exp = get_experiment(name)
+    cfg = make_config(exp.config_cls, "quick", cache_dir=cache_dir, **overrides)
+    out = tmp_path / name
+    res = exp.run(cfg, RunOptions(out=out, seed=0))
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["experiment"] == name and payload["claims"], "a run must state its claims"
+    assert (out / "summary.md").exists() and (out / "provenance.json").exists()
+    assert not (out / "RUNNING").exists()
+    for fig in payload["figures"]:
+        assert (out / fig).stat().st_size > 1000
+    assert "versions" in payload["provenance"] and payload["provenance"]["seed"] == 0
+    return res, payload
+
+
+@pytest.mark.slow
+def test_theta_star_quick_terms_sum_to_the_exact_series(tmp_path, cache_dir):
+    res, payload = _run("theta-star", tmp_path, cache_dir)
+    a = res.analysis
+    assert a["S2_terms_sum"] == pytest.approx(a["S2_series"], rel=1e-9, abs=1e-12)
+    assert a["S3_terms_sum"] == pytest.approx(a["S3_series"], rel=1e-9, abs=1e-12)
+    assert a["S_n"][0] == pytest.approx(math.log(10), rel=1e-12)
+    assert abs(a["S_n"][1]) < 1e-12  # balanced test subset: S_1 = 0
+    terms = {t["name"]: t["value"] for t in a["terms"]}
+    # the histogrammed products, summed with the derived coefficient, are the U·W and U·W·W terms
+    assert a["check_UW_from_tensors"] == pytest.approx(terms["U·W"], rel=1e-9)
+    assert a["check_UWW_from_tensors"] == pytest.approx(terms["U·W·W"], rel=1e-9)
+    assert set(a["stats"]) == {"J", "UW", "J*UW", "J3", "UWW", "J3*UWW"}
+    assert a["stats"]["J"]["mean"] == pytest.approx(0.0, abs=1e-9)  # Σ_α J_αγ = 0 for balanced data
+    assert payload["config"]["embedding"] == "learned"
+    assert {"hist_rank2.png", "hist_rank3.png", "terms.png"} <= set(payload["figures"])
+    assert 0 < a["S_exact"] < math.log(10)
+
+
+@pytest.mark.slow
+def test_conjecture_quick_partial_sums_and_first_order(tmp_path, cache_dir):
+    res, payload = _run("conjecture", tmp_path, cache_dir)
+    L = res.leading
+    # the n = 1 conjectured term with the derived κ_1 is exactly the U·W term, which is all of S_2 for balanced
+    # data up to the c·c term: compare with the exact S_2
+    assert L["kappa"][0] * L["contractions"][0] == pytest.approx(res.taylor_coefficients[2], rel=0.05)
+    assert L["kappa_note"][0] == pytest.approx(L["kappa"][0] / 2)
+    # inside the radius the true series converges to the exact S(tθ*)
+    t = np.array(res.t)
+    i = int(np.argmin(abs(t - min(0.2, res.radius_t / 2))))
+    K = max(k for k in res.curves if k.startswith("taylor K="))
+    assert res.curves[K][i] == pytest.approx(res.exact[i], rel=1e-3)
+    assert res.exact[0] == pytest.approx(math.log(10), rel=1e-12)
+    assert res.exact[-1] == pytest.approx(res.S_star, rel=1e-9)
+
+
+@pytest.mark.slow
+def test_j_stats_quick(tmp_path, cache_dir):
+    res, payload = _run("j-stats", tmp_path, cache_dir)
+    combos = {(r["split"], r["standardize"], r["embedding"]) for r in res.rows}
+    assert ("test", "none", "raw") in combos and ("train", "none", "learned") in combos
+    for r in res.rows:
+        assert r["J2"]["mean"] == pytest.approx(0.0, abs=1e-5 * max(1.0, r["J2"]["std"]))  # balanced subsets
+        assert r["J2"]["count"] == 10 * r["E"]
+    raw = next(r for r in res.rows if r["split"] == "train" and r["standardize"] == "none" and r["embedding"] == "raw")
+    assert -1.0 <= raw["J2"]["min"] < 0 < raw["J2"]["max"] <= 1.0  # pixels in [0, 1]
+    assert payload["claims"][0]["verdict"] in ("holds", "does not hold")
+
+
+@pytest.mark.slow
+def test_scaling_quick(tmp_path, cache_dir):
+    res, payload = _run("scaling", tmp_path, cache_dir)
+    for E in res.dims:
+        L = np.array(res.losses[str(E)])
+        assert L.shape == (2, len(res.hiddens)) and np.all(L > 0)
+        assert len(res.num_params[str(E)]) == len(res.hiddens)
+        assert str(E) in res.fits and isinstance(res.power_law[str(E)], bool)
+    assert "scaling_loglog.png" in payload["figures"]
+
+
+@pytest.mark.slow
+def test_embedding_dim_quick(tmp_path, cache_dir):
+    res, payload = _run("embedding-dim", tmp_path, cache_dir)
+    assert {r["embedding"] for r in res.rows} == {"learned", "pca"}
+    for r in res.rows:
+        assert 0.0 <= r["share_UW_in_S2"] <= 1.0 and 0.0 <= r["share_UWW_in_S3"] <= 1.0
+        assert r["subterms"]["U·W·W"] == 10 * r["H"] * r["E"] ** 2
+        total = sum(v for k, v in r["terms"].items() if k in ("c·c", "U·W", "U·b"))
+        assert total == pytest.approx(r["S_n"][2], rel=1e-8, abs=1e-12)
+
+
+@pytest.mark.slow
+def test_early_stop_quick_rule_fires_on_overfitting(tmp_path, cache_dir):
+    res, payload = _run("early-stop", tmp_path, cache_dir)
+    small = res.runs[0]
+    c = small["comparison"]
+    tr = small["trace"]
+    assert small["n_train"] == 100 and len(tr["step"]) >= 10
+    # 100 samples, 300 steps: the test loss passes its minimum, and the rule fires
+    assert not c["min_at_end"]
+    assert c["raw"]["rule_step"] is not None
+    assert c["raw"]["S_E_at_rule"] >= c["min_S_E"] - 1e-12
+    # the trace's dot products are those of full gradients: cosine in [−1, 1]
+    assert all(-1.0 - 1e-9 <= x <= 1.0 + 1e-9 for x in tr["cosine"])
