@@ -16,13 +16,13 @@ TORCH_VERSION ?= 2.13.0
 help:
 	@echo "make demo     install and run 'actionlab demo --out runs/demo'"
 	@echo "make test     install (with test extras) and run 'python -m pytest -q'"
-	@echo "make install  pip install torch==$(TORCH_VERSION), then pip install -e '.[test]'"
+	@echo "make install  pip install torch==$(TORCH_VERSION), then pip install -e '.[test,docs]'"
 	@echo "make docs     build the user guide and API reference into site/ (mkdocs build --strict)"
 
 install:
 	@$(PYTHON) -c "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 'actionlab needs Python >= 3.11, this is ' + sys.version.split()[0])"
 	$(PIP) install "torch==$(TORCH_VERSION)"
-	$(PIP) install -e ".[test]"
+	$(PIP) install -e ".[test,docs]"
 
 demo: install
 	$(PYTHON) -m actionlab.cli demo --out runs/demo

@@ -61,6 +61,34 @@ def spec_key(obj: Any) -> str:
 
 
 @dataclass
+class ThetaStarSettings:
+    """The settings that define a trained θ* (the notes' Keras set-up, papers.md): data,
+    embedding, classifier and AdamW training. Experiments that analyse θ* inherit these
+    fields, so equal settings share one cached θ*."""
+
+    dataset: str = "fashion-mnist"
+    standardize: str = "none"
+    embedding: str = "learned"
+    dim: int = 1024
+    hidden: int = 2048
+    activation: str = "silu"
+    epochs: int = 20
+    patience: int = 3
+    batch_size: int = 4096
+    lr: float = 1e-3
+    weight_decay: float = 0.004
+    train_per_class: int | None = None
+    test_per_class: int | None = None
+    cache: bool = True
+    cache_dir: str | None = None
+
+
+#: the θ* settings of the quick presets (shared so that quick runs reuse one cached θ*)
+QUICK_THETA_STAR = {"dim": 32, "hidden": 64, "epochs": 8, "train_per_class": 200, "test_per_class": 80,
+                    "batch_size": 256, "lr": 3e-3}
+
+
+@dataclass
 class DataSpec:
     """Which data, how preprocessed, how many samples (``per_class`` None = all)."""
 

@@ -29,7 +29,13 @@ import torch
 from actionlab import expansion
 from actionlab.config import RunOptions, seed_everything
 from actionlab.experiments._registry import register_experiment
-from actionlab.experiments._thetastar import DataSpec, get_theta_star, learned_config_from
+from actionlab.experiments._thetastar import (
+    QUICK_THETA_STAR,
+    DataSpec,
+    ThetaStarSettings,
+    get_theta_star,
+    learned_config_from,
+)
 from actionlab.runs import Claim, RunFolder, claims_table_md
 
 __all__ = ["ConjectureConfig", "ConjectureResult", "run", "radius_estimate"]
@@ -45,32 +51,16 @@ def radius_estimate(coeffs, tail: int = 4) -> float:
 
 
 @dataclass
-class ConjectureConfig:
+class ConjectureConfig(ThetaStarSettings):
     """Partial sums of the all-orders series (derived and notes' coefficient) and of the exact Taylor series against S(tθ*)."""
 
-    dataset: str = "fashion-mnist"
-    standardize: str = "none"
-    embedding: str = "learned"
-    dim: int = 1024
-    hidden: int = 2048
-    activation: str = "silu"
-    epochs: int = 20
-    patience: int = 3
-    batch_size: int = 4096
-    lr: float = 1e-3
-    weight_decay: float = 0.004
-    train_per_class: int | None = None
-    test_per_class: int | None = None
     n_max: int = 10  # orders of the leading series
     series_order: int = 16  # K of the exact Taylor series
     t_max: float = 1.0
     t_points: int = 41
-    cache: bool = True
-    cache_dir: str | None = None
     PRESETS: ClassVar[dict] = {
         # same θ* settings as theta-star's quick preset, so the two share the cached θ*
-        "quick": {"dim": 32, "hidden": 64, "epochs": 8, "train_per_class": 200, "test_per_class": 80,
-                  "batch_size": 256, "lr": 3e-3, "n_max": 8, "series_order": 12, "t_points": 21},
+        "quick": {**QUICK_THETA_STAR, "n_max": 8, "series_order": 12, "t_points": 21},
         "default": {},
         "full": {"n_max": 14, "series_order": 24, "t_max": 1.5, "t_points": 61},
     }

@@ -31,6 +31,8 @@ from actionlab._checks import ValueCheckError
 from actionlab.config import RunOptions, seed_everything
 from actionlab.experiments._registry import register_experiment
 from actionlab.experiments._thetastar import (
+    QUICK_THETA_STAR,
+    ThetaStarSettings,
     DataSpec,
     dominance,
     gaussianity,
@@ -48,30 +50,14 @@ NOTE_SUBTERMS = {"U·W·W": 2.2e10, "c·c·c": 1e3, "(U·b)·c": 2.1e5, "(U·W)�
 
 
 @dataclass
-class ThetaStarConfig:
+class ThetaStarConfig(ThetaStarSettings):
     """Train θ* and split S_2(θ*), S_3(θ*) into the notes' named terms; element histograms of J, U·W and products."""
 
-    dataset: str = "fashion-mnist"
-    standardize: str = "none"
-    embedding: str = "learned"
-    dim: int = 1024
-    hidden: int = 2048
-    activation: str = "silu"
-    epochs: int = 20
-    patience: int = 3
-    batch_size: int = 4096
-    lr: float = 1e-3
-    weight_decay: float = 0.004
-    train_per_class: int | None = None
-    test_per_class: int | None = None
     series_order: int = 6
     rank3: bool = True
     rank3_max_elements: int = 1 << 25  # M·E² above this: a random block of coordinates is used for the histograms
-    cache: bool = True
-    cache_dir: str | None = None
     PRESETS: ClassVar[dict] = {
-        "quick": {"dim": 32, "hidden": 64, "epochs": 8, "train_per_class": 200, "test_per_class": 80,
-                  "batch_size": 256, "lr": 3e-3},
+        "quick": dict(QUICK_THETA_STAR),
         "default": {},
         "full": {"epochs": 60, "hidden": 4096},
     }
