@@ -903,7 +903,7 @@ def check_note_claims(z: torch.Tensor, labels: torch.Tensor, theta, *, tol: floa
     silu = _act.get("silu")
     p = as_params(theta, silu)
     th = {"U": p.U, "c": p.c, "W": p.W, "b": p.b}
-    M, H, E = p.M, p.H, p.E
+    M, H = p.M, p.H
     pa = class_frequencies(labels, M)
     balanced = bool(torch.allclose(pa, torch.full_like(pa, 1.0 / M), rtol=0, atol=1e-12))
     z = z.to(torch.promote_types(p.U.dtype, z.dtype))

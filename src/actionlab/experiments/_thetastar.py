@@ -98,6 +98,14 @@ class DataSpec:
     test_per_class: int | None = None
     seed: int = 0
 
+    @classmethod
+    def from_config(cls, config: Any, seed: int, **overrides: Any) -> DataSpec:
+        """The spec of an experiment config with fields dataset, standardize, train_per_class and
+        test_per_class; ``overrides`` replace any of them (e.g. one standardisation of a sweep)."""
+        values = {f.name: overrides[f.name] if f.name in overrides else getattr(config, f.name)
+                  for f in dataclasses.fields(cls) if f.name != "seed"}
+        return cls(seed=seed, **values)
+
 
 def load_splits(spec: DataSpec, dtype: torch.dtype = torch.float32):
     """(train, test) :class:`actionlab.data.Dataset` of the spec (pixels scaled to [0, 1] first).
@@ -389,6 +397,15 @@ def dominance(terms: dict[str, float]) -> dict:
         "sum": total,
         "shares": {k: (abs(v) / tot_abs if tot_abs > 0 else float("nan")) for k, v in vals.items()},
     }
+
+
+def theta_star_for(settings: ThetaStarSettings, data: DataSpec, options: Any) -> ThetaStar:
+    """θ* for an experiment whose config inherits :class:`ThetaStarSettings` (cached like
+    :func:`get_theta_star`); ``options`` is the run's :class:`~actionlab.config.RunOptions`."""
+    dim = settings.dim if settings.embedding != "raw" else None
+    return get_theta_star(data, settings.embedding, dim, settings.hidden, learned_config_from(settings),
+                          seed=options.seed, device=options.device, cache=settings.cache,
+                          cache_dir=settings.cache_dir, progress=True)
 
 
 def learned_config_from(cfg: Any) -> _emb.LearnedConfig:

@@ -33,8 +33,7 @@ from actionlab.experiments._thetastar import (
     QUICK_THETA_STAR,
     DataSpec,
     ThetaStarSettings,
-    get_theta_star,
-    learned_config_from,
+    theta_star_for,
 )
 from actionlab.runs import Claim, RunFolder, claims_table_md
 
@@ -83,11 +82,9 @@ class ConjectureResult:
                      help="the notes' all-orders series at θ* and along 0 → θ* against the exact S (notes §2.5)")
 def run(config: ConjectureConfig, options: RunOptions) -> ConjectureResult:
     seed_everything(options.seed)
-    dspec = DataSpec(config.dataset, config.standardize, config.train_per_class, config.test_per_class, options.seed)
+    dspec = DataSpec.from_config(config, options.seed)
     run_folder = RunFolder(options.out, "conjecture", config, seed=options.seed, data=dataclasses.asdict(dspec))
-    ts = get_theta_star(dspec, config.embedding, config.dim if config.embedding != "raw" else None, config.hidden,
-                        learned_config_from(config), seed=options.seed, device=options.device, cache=config.cache,
-                        cache_dir=config.cache_dir, progress=True)
+    ts = theta_star_for(config, dspec, options)
     p = expansion.as_params(ts.model).to(dtype=torch.float64)
     z, y = ts.test.z.double(), ts.test.labels
     res = ConjectureResult()

@@ -109,7 +109,7 @@ def run(config: EarlyStopConfig, options: RunOptions) -> EarlyStopResult:
     res = EarlyStopResult()
     for n in tqdm(config.sizes, desc="early-stop", disable=None):
         per_class = None if n >= 60000 else max(1, n // 10)
-        dspec = DataSpec(config.dataset, config.standardize, per_class, config.test_per_class, options.seed)
+        dspec = DataSpec.from_config(config, options.seed, train_per_class=per_class)
         tr, te = load_splits(dspec)
         gen = torch.Generator().manual_seed(options.seed)
         if config.embedding == "learned":

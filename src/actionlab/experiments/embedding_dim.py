@@ -62,7 +62,7 @@ def run(config: EmbeddingDimConfig, options: RunOptions) -> EmbeddingDimResult:
     from tqdm.auto import tqdm
 
     seed_everything(options.seed)
-    dspec = DataSpec(config.dataset, config.standardize, config.train_per_class, config.test_per_class, options.seed)
+    dspec = DataSpec.from_config(config, options.seed)
     run_folder = RunFolder(options.out, "embedding-dim", config, seed=options.seed, data=dataclasses.asdict(dspec))
     splits = load_splits(dspec)
     P = splits[0].z.shape[1]

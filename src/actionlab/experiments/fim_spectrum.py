@@ -413,7 +413,7 @@ def _ratio_qst(config: FimSpectrumConfig) -> float:
 
 
 def _summary(rf: RunFolder, res: FimSpectrumResult, config: FimSpectrumConfig, options: RunOptions) -> str:
-    lines = [f"# fim-spectrum\n", f"L = {config.L}, C = {config.C}, T = {config.T}, inputs {config.inputs}, "
+    lines = ["# fim-spectrum\n", f"L = {config.L}, C = {config.C}, T = {config.T}, inputs {config.inputs}, "
              f"{config.seeds} seeds, dtype {options.dtype}; wall time {res.wall_time_s:.1f} s.\n",
              "## Statistics against M (seed mean ± std; theory = 004's formulas; rel. err vs theory)\n",
              "| activation | M | P | m | m theory | rel | s | s theory | rel | λ_max | λ_max theory | rel | θ_WᵀFθ_W | diag. part | A.50 |",

@@ -99,7 +99,7 @@ def run(config: JStatsConfig, options: RunOptions) -> JStatsResult:
     jobs = [(s, e) for s in config.standardizations for e in config.embeddings
             if e != "learned" or s in config.learned_standardizations]
     for std, emb in tqdm(jobs, desc="j-stats", disable=None):
-        dspec = DataSpec(config.dataset, std, config.train_per_class, config.test_per_class, options.seed)
+        dspec = DataSpec.from_config(config, options.seed, standardize=std)
         splits = load_splits(dspec)
         P = splits[0].z.shape[1]
         dim = None if emb == "raw" else min(config.dim, P) if emb == "pca" else config.dim

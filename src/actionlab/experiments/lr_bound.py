@@ -122,7 +122,6 @@ def train_one_epoch(model, x, y, kind: str, lr: float, momentum: float, batch_si
 @register_experiment("lr-bound", config=LrBoundConfig, sources=("004",), order=51,
                      help="training loss after one epoch over widths × learning rates against η_c = 2(1+μ)/λ_max (004)")
 def run(config: LrBoundConfig, options: RunOptions) -> LrBoundResult:
-    from actionlab.data import load
 
     t0 = time.perf_counter()
     seed_everything(options.seed)

@@ -191,7 +191,7 @@ def run(config: ScalingConfig, options: RunOptions) -> ScalingResult:
     from actionlab.models import action
 
     seed_everything(options.seed)
-    dspec = DataSpec(config.dataset, config.standardize, config.train_per_class, config.test_per_class, options.seed)
+    dspec = DataSpec.from_config(config, options.seed)
     run_folder = RunFolder(options.out, "scaling", config, seed=options.seed, data=dataclasses.asdict(dspec))
     splits = load_splits(dspec)
     lcfg = LearnedConfig(hidden=config.embed_hidden, activation=config.activation, lr=config.lr,

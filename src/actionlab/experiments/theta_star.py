@@ -32,14 +32,13 @@ from actionlab.config import RunOptions, seed_everything
 from actionlab.experiments._registry import register_experiment
 from actionlab.experiments._thetastar import (
     QUICK_THETA_STAR,
-    ThetaStarSettings,
     DataSpec,
+    ThetaStarSettings,
     dominance,
     gaussianity,
-    get_theta_star,
     histogram_figure,
-    learned_config_from,
     looks_gaussian_centred,
+    theta_star_for,
 )
 from actionlab.runs import Claim, RunFolder, claims_table_md
 
@@ -146,11 +145,9 @@ def analyse(model, ds, *, order: int = 3, rank3: bool = True, max_elements: int 
                      help="train θ*, split S_2(θ*), S_3(θ*) into named terms, histogram J, U·W and products (note 001 §2.3–2.4)")
 def run(config: ThetaStarConfig, options: RunOptions) -> ThetaStarResult:
     seed_everything(options.seed)
-    dspec = DataSpec(config.dataset, config.standardize, config.train_per_class, config.test_per_class, options.seed)
+    dspec = DataSpec.from_config(config, options.seed)
     run_folder = RunFolder(options.out, "theta-star", config, seed=options.seed, data=dataclasses.asdict(dspec))
-    ts = get_theta_star(dspec, config.embedding, config.dim if config.embedding != "raw" else None, config.hidden,
-                        learned_config_from(config), seed=options.seed, device=options.device, cache=config.cache,
-                        cache_dir=config.cache_dir, progress=True)
+    ts = theta_star_for(config, dspec, options)
     model = ts.model
     res = ThetaStarResult()
     res.shapes = {"M": model.M, "H": model.H, "E": model.E, "U": [model.M, model.H], "W": [model.H, model.E]}
