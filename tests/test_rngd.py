@@ -141,7 +141,7 @@ def test_running_average_and_inverse_schedule():
     G = torch.eye(5, dtype=DT).expand(3, 5, 5)
     for Gb in batch_metrics:
         G = omega * G + (1 - omega) * Gb
-    assert torch.allclose(opt.state[lin.weight]["metric"], G, atol=1e-12)
+    assert torch.allclose(opt.metric(1), G, atol=1e-12)
     # recomputed at t = 0 and t = T only
     assert torch.equal(inverses[0], inverses[1]) and torch.equal(inverses[1], inverses[2])
     assert not torch.equal(inverses[2], inverses[3]) and torch.equal(inverses[3], inverses[4])
@@ -241,5 +241,73 @@ def test_errors_and_hooks():
 
 def test_wide_hidden_layer_memory_formula():
     net = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 30), nn.ReLU(), nn.Linear(30, 5))
-    assert RNGD(net).metric_numel() == 21 * 21 + 30 * 31 * 31 + 31 * 31
+    assert RNGD(net).metric_numel() == 21 * 21 + 30 * 31 * 32 // 2 + 31 * 31  # per-neuron blocks packed
     assert RNGD(net, hidden_layers="shared").metric_numel() == 21 * 21 + 31 * 31 + 31 * 31
+
+
+def _blockdiag_mask(d, sizes):
+    """d × d mask that keeps the entries of contiguous diagonal blocks of the given sizes."""
+    lab = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    assert len(lab) == d
+    return (lab[:, None] == lab[None, :]).to(DT)
+
+
+def test_blocked_shared_metric_step_equals_block_diagonal_reference():
+    """shared_block_size=b: each shared layer's metric I_m ⊗ A is replaced by I_m ⊗ blockdiag(A_JJ), damped with the
+    dense metric's ε = λ·tr(A)/d; the step must equal that matrix's inverse times the gradient."""
+    torch.manual_seed(11)
+    net = nn.Sequential(nn.Linear(7, 4), nn.Sigmoid(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).to(DT)
+    g = torch.Generator().manual_seed(12)
+    x, y = torch.randn(9, 7, generator=g, dtype=DT), torch.randint(0, 2, (9,), generator=g)
+    lam, lr = 0.05, 0.1
+    opt = RNGD(net, lr=lr, decay=0.0, damping=lam, inverse_every=1, shared_block_size=3)
+    # d = 8 → 3 blocks (3, 3, 2); hidden per-neuron (d = 5); last layer d = 4 → 2 blocks (2, 2)
+    assert [(s.kind, s.blocks, s.block_sizes) for s in opt.specs] == [
+        ("shared", 3, [3, 3, 2]), ("per_neuron", 1, [5]), ("shared", 2, [2, 2])]
+    lins = [net[0], net[2], net[4]]
+    inputs = [x, net[1](net[0](x)).detach(), net[3](net[2](net[1](net[0](x)))).detach()]
+    before = [_flat_params(l) for l in lins]
+    l0s = [copy.deepcopy(l) for l in lins]
+    opt.zero_grad()
+    F.cross_entropy(net(x), y).backward()
+    grads = [torch.cat([l.weight.grad, l.bias.grad[:, None]], 1).clone() for l in lins]
+    opt.step()
+    for idx in (0, 2):
+        lin, spec = lins[idx], opt.specs[idx]
+        m, d = lin.weight.shape[0], lin.weight.shape[1] + 1
+        Gfull = _fisher_block_reference("shared", None, inputs[idx], l0s[idx])
+        A = Gfull[:d, :d]  # the full metric is I_m ⊗ A
+        assert torch.allclose(Gfull, torch.kron(torch.eye(m, dtype=DT), A), atol=1e-12)
+        Ab = (A + lam * torch.trace(A) / d * torch.eye(d, dtype=DT)) * _blockdiag_mask(d, spec.block_sizes)
+        expected = grads[idx] @ torch.linalg.inv(Ab)
+        measured = (before[idx] - _flat_params(lin)).reshape(m, d) / lr
+        assert torch.allclose(measured, expected, atol=1e-10, rtol=1e-10), (measured - expected).abs().max()
+    # the dense default is recovered when the block is at least d
+    assert [s.blocks for s in RNGD(copy.deepcopy(net), shared_block_size=8).specs] == [1, 1, 1]
+    assert RNGD(copy.deepcopy(net), shared_block_size=3).metric_numel() == 3 * 3 * 3 + 3 * 5 * 6 // 2 + 2 * 2 * 2
+
+
+def test_metric_every_compounds_the_decay():
+    """metric_every=k: G ← ωᵏ G + (1 − ωᵏ) G_batch at steps 0, k, 2k, …, and nothing in between."""
+    net = _net(8)
+    x, y = _data(9)
+    omega, k = 0.8, 2
+    opt = RNGD(net, lr=1e-3, decay=omega, damping=0.01, inverse_every=1, metric_every=k)
+    lin = net[0]  # shared first layer
+    G = torch.eye(4, dtype=DT)
+    for t in range(5):
+        xt = torch.cat([x, torch.ones(len(x), 1, dtype=DT)], 1)
+        if t % k == 0:
+            G = omega**k * G + (1 - omega**k) * xt.T @ xt / len(x)
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+        assert torch.allclose(opt.metric(0), G, atol=1e-13)
+
+
+def test_schedule_arguments_are_checked():
+    for bad in (0, 2.5, -3):
+        with pytest.raises(ValueCheckError, match="shared_block_size"):
+            RNGD(_net(), shared_block_size=bad)
+        with pytest.raises(ValueCheckError, match="metric_every"):
+            RNGD(_net(), metric_every=bad)

@@ -37,7 +37,7 @@ def test_quick_preset_every_optimizer_lowers_training_loss(tmp_path):
     cfg = make_config(RngdMnistConfig, "quick")
     exp = get_experiment("rngd-mnist")
     res = exp.run(cfg, RunOptions(out=tmp_path, seed=0))
-    assert {r.optimizer for r in res.runs} == {"sgd", "adam", "rngd"}
+    assert {r.optimizer for r in res.runs} == {"sgd", "adam", "rngd", "rngd-fast"}
     for r in res.runs:
         assert not r.diverged
         assert len(r.train_loss) == cfg.epochs + 1
@@ -52,3 +52,30 @@ def test_quick_preset_every_optimizer_lowers_training_loss(tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     assert "Does RNGD learn faster here?" in summary and "s / epoch" in summary
     assert all(math.isfinite(t["test_accuracy_mean"]) for t in res.table)
+
+
+def _synthetic_result(ratios: dict[str, float]):
+    """An RngdMnistResult with given rngd-fast / Adam epoch-time ratios per architecture (other fields neutral)."""
+    from actionlab.experiments.rngd_mnist import RngdMnistResult
+
+    fractions = {"val_better_fraction": 0.5, "loss_better_fraction": 0.5}
+    per_epoch = {a: {"rngd-fast": {"sgd": fractions, "adam": fractions}} for a in ratios}
+    per_second = {a: {"t_budget_s": 1.0, "sgd": 0.9, "adam": 0.9, "rngd-fast": 0.8,
+                      "time_ratio": {"rngd-fast": {"sgd": 2 * r, "adam": r}}} for a, r in ratios.items()}
+    table = [{"test_accuracy_mean": 0.97, "val_accuracy_mean": 0.968}]
+    return RngdMnistResult([], {a: {"rngd-fast": 0.1} for a in ratios}, table, per_epoch, per_second, 1.0)
+
+
+@pytest.mark.parametrize(("ratios", "verdict"), [
+    ({"784-80-80-80-10": 1.8, "784-100-100-100-10": 2.7}, "holds"),
+    ({"784-80-80-80-10": 2.2, "784-100-100-100-10": 1.5}, "does not hold"),
+    ({"784-100-100-100-10": 1.5}, "inconclusive"),
+])
+def test_speed_goal_claim_is_judged_on_the_goal_network(ratios, verdict):
+    from actionlab.experiments.rngd_mnist import _claims
+
+    cfg = RngdMnistConfig(architectures=tuple(ratios), optimizers=("sgd", "adam", "rngd-fast"))
+    goal = [c for c in _claims(cfg, _synthetic_result(ratios)) if "at most 2× Adam's" in c.claim]
+    assert len(goal) == 1
+    assert goal[0].verdict == verdict
+    assert goal[0].measured == {a: round(r, 2) for a, r in ratios.items()}

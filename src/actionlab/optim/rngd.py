@@ -26,8 +26,24 @@ Per layer (papers.md, "the authors' published code", items 1–5):
   ``first_layer="per_neuron"`` gives the first layer per-neuron blocks too.
 
 Running average (papers.md item 3): G ← ω G + (1 − ω) G_batch at every step,
-ω = ``decay`` (default 0.995), starting from G = I (``metric_every=k`` updates it
-only every k-th step, a cheaper schedule that is not the authors').
+ω = ``decay`` (default 0.995), starting from G = I. ``metric_every=k`` (a cheaper
+schedule that is not the authors') updates it only at steps t ≡ 0 (mod k), with
+the decay compounded over the k steps, G ← ωᵏ G + (1 − ωᵏ) G_batch, so that the
+average still spans ≈ 1/(1 − ω) steps (it sees k times fewer mini-batches).
+
+Blocked shared metrics (``shared_block_size=b``, default None = dense, the
+authors'): a shared metric with d > b is replaced by its block-diagonal part
+over ⌈d/b⌉ contiguous, nearly equal blocks of coordinates (each ≤ b; the bias
+coordinate is the last one of the last block), A ≈ diag(A_11, …, A_kk) with
+A_jj = mean_n x̃_n,J x̃_n,Jᵀ, damped with the dense metric's ε = λ·tr(A)/d, so
+that the inverted matrix is exactly the block-diagonal part of the authors'
+damped metric A + εI. (Damping each block by its own mean eigenvalue instead
+made MNIST training diverge: blocks of always-black border pixels get a tiny ε.)
+This is an approximation — the same kind that RNGD already makes across
+neurons and layers — that cuts the first layer's cost by the factor ⌈d/b⌉;
+on MNIST's 785 inputs the preconditioned first-layer gradient keeps a
+cosine of 0.92 (b = 100: 8 blocks of ≤ 99 inputs, 3.5 image rows) or 0.96
+(b = 200) with the dense one (docs/rngd.md).
 
 Inverse (item 4): at steps t = 0, T, 2T, … (T = ``inverse_every``, counted per
 layer, after that step's metric update), every block is replaced by the
@@ -35,7 +51,8 @@ inverse of its damped version, computed by Cholesky,
 
     (G + ε I)⁻¹,   ε = λ · tr(G) / d      (λ = ``damping``, d = block size),
 
-i.e. λ times the block's mean eigenvalue, separately for every block. (The
+i.e. λ times the block's mean eigenvalue, separately for every per-neuron block
+(a blocked shared metric takes its layer's ε, see above). (The
 authors' code used ε = 10⁻⁴ · tr(G) without the 1/d; pass
 ``damping_relative_to="trace"`` for that.)
 
@@ -56,19 +73,30 @@ Cost per step and memory (N = batch, layer with m outputs, d = D_in + 1):
 =====================  =======================  ======================  ===================
 layer kind             metric update (flops)    preconditioning         memory (floats)
 =====================  =======================  ======================  ===================
-per-neuron (hidden)    2·N·m·d² (one GEMM)      2·m·d²                  2·m·d² (+ N·d² temp)
+per-neuron (hidden)    N·m·d(d+1) (one GEMM)    2·m·d²                  1.5·m·d² (+ 1.5·N·d² temp)
 shared (first/last)    2·N·d²                   2·m·d²                  2·d²
+shared, k blocks of b  2·N·d·b                  2·m·d·b                 2·d·b
 =====================  =======================  ======================  ===================
 
+(the metric-update column is divided by ``metric_every``)
+
 plus, every T steps, m Cholesky factorisations and inverses of d × d
-(≈ m·d³ flops; shared: ≈ d³). The factor 2 in memory holds the running
-metric and its damped inverse. Example, 784-80-80-80-10, N = 50: 0.62 M
-(first, 785²) + 2 × 0.52 M (hidden, 80·81²) + 6.6 k (last, 81²) = 1.67 M
-floats per copy, 3.3 M (13 MB in float32) with the inverses; per step
-≈ 62 Mflop (first-layer metric) + 105 Mflop (hidden metrics) + 99 Mflop
-(first-layer preconditioning), against ≈ 23 Mflop for forward + backward.
-784-1000-1000-10 needs 2·1000·1001² ≈ 2·10⁹ floats (8 GB) for its hidden
+(≈ m·d³ flops; shared: ≈ d³). Per-neuron metrics are kept as packed upper
+triangles (d(d+1)/2 floats each), their inverses as full d × d matrices.
+Example, 784-80-80-80-10, N = 50, dense (the authors'): metrics 0.62 M
+(first, 785²) + 2 × 0.27 M (hidden, 80·81·82/2) + 6.6 k (last, 81²) = 1.15 M
+floats, inverses 1.67 M, 11 MB in float32 together; per step ≈ 62 Mflop
+(first-layer metric) + 53 Mflop (hidden metrics) + 99 Mflop (first-layer
+preconditioning), against ≈ 23 Mflop for forward + backward.
+784-1000-1000-10 needs 1.5·1000·1001² ≈ 1.5·10⁹ floats (6 GB) for its hidden
 layer — use ``hidden_layers="shared"`` there.
+
+Why the authors' schedule cannot be cheap on a CPU: applying the dense
+785 × 785 first-layer inverse to the gradient costs 2·m·d² flops (2·N·d²
+through the gradient's rank-N factor), at least 62 Mflop per step, 2.7 times
+the forward + backward pass of 784-80-80-80-10; the step is compute-bound
+there, as Adam's is. ``metric_every`` and ``shared_block_size`` trade
+exactness for speed (measured in ``benchmarks/bench_rngd.py``).
 """
 
 from __future__ import annotations
@@ -159,14 +187,27 @@ class LayerSpec:
     act_module: nn.Module | None  # module whose input is the pre-activation a
     d: int = 0
     m: int = 0
+    blocks: int = 1  # shared metrics: number of diagonal blocks (1 = dense)
     captured: dict = field(default_factory=dict)
 
     @property
+    def block(self) -> int:
+        """Size B of each shared block (the last one has d − (blocks − 1)·B real coordinates, padded to B)."""
+        return -(-self.d // self.blocks)
+
+    @property
+    def block_sizes(self) -> list[int]:
+        return [self.block] * (self.blocks - 1) + [self.d - (self.blocks - 1) * self.block]
+
+    @property
     def metric_numel(self) -> int:
-        return self.m * self.d * self.d if self.kind == "per_neuron" else self.d * self.d
+        if self.kind == "per_neuron":  # packed upper triangles
+            return self.m * self.d * (self.d + 1) // 2
+        return self.blocks * self.block * self.block
 
 
-def describe_layers(model: nn.Module, first_layer: str = "shared", hidden_layers: str = "per_neuron", relu_omega: float = 1.0) -> list[LayerSpec]:
+def describe_layers(model: nn.Module, first_layer: str = "shared", hidden_layers: str = "per_neuron", relu_omega: float = 1.0,
+                    shared_block_size: int | None = None) -> list[LayerSpec]:
     """The per-layer plan of RNGD for ``model`` (raises a clear error on unsupported modules)."""
     mods = _sequence_of(model)
     for i, m in enumerate(mods):
@@ -198,6 +239,8 @@ def describe_layers(model: nn.Module, first_layer: str = "shared", hidden_layers
         spec = LayerSpec(k, lin, kind, act if kind == "per_neuron" else None, act_mod if kind == "per_neuron" else None)
         spec.d = lin.in_features + (1 if lin.bias is not None else 0)
         spec.m = lin.out_features
+        if kind == "shared" and shared_block_size is not None and spec.d > shared_block_size:
+            spec.blocks = -(-spec.d // int(shared_block_size))
         specs.append(spec)
     return specs
 
@@ -220,7 +263,9 @@ class RNGD(torch.optim.Optimizer):
         damping_relative_to: "mean_eigenvalue" (tr/d, default) or "trace".
         decay_bias: apply the decoupled weight decay to biases (and BatchNorm parameters) too.
         metric_every: update the running metric only at steps t ≡ 0 (mod k) (default 1: every step,
-            as the authors); a cheaper schedule, each update still G ← ωG + (1 − ω)G_batch.
+            as the authors); a cheaper schedule, each update G ← ωᵏG + (1 − ωᵏ)G_batch.
+        shared_block_size: None (default, the authors': dense shared metrics) or b: shared metrics with
+            more than b coordinates become block-diagonal over ⌈d/b⌉ contiguous blocks (an approximation).
     """
 
     def __init__(
@@ -238,6 +283,7 @@ class RNGD(torch.optim.Optimizer):
         damping_relative_to: str = "mean_eigenvalue",
         decay_bias: bool = False,
         metric_every: int = 1,
+        shared_block_size: int | None = None,
     ) -> None:
         check_positive(lr, "lr")
         check_positive(momentum, "momentum", allow_zero=True)
@@ -250,18 +296,20 @@ class RNGD(torch.optim.Optimizer):
             raise ValueCheckError(f"metric_every must be an integer ≥ 1, got {metric_every}")
         if int(inverse_every) != inverse_every or inverse_every < 1:
             raise ValueCheckError(f"inverse_every (T) must be an integer ≥ 1, got {inverse_every}")
+        if shared_block_size is not None and (int(shared_block_size) != shared_block_size or shared_block_size < 1):
+            raise ValueCheckError(f"shared_block_size must be None (dense) or an integer ≥ 1, got {shared_block_size}")
         check_choice(first_layer, ("shared", "per_neuron"), "first_layer")
         check_choice(hidden_layers, ("shared", "per_neuron"), "hidden_layers")
         check_choice(damping_relative_to, ("mean_eigenvalue", "trace"), "damping_relative_to")
         if not isinstance(model, nn.Module):
             raise ValueCheckError(f"RNGD(model, ...) takes the model (nn.Module), not {type(model).__name__}")
-        self.specs = describe_layers(model, first_layer, hidden_layers, relu_omega)
+        self.specs = describe_layers(model, first_layer, hidden_layers, relu_omega, shared_block_size)
         self.model = model
         params = [p for p in model.parameters() if p.requires_grad]
         defaults = dict(
             lr=lr, momentum=momentum, weight_decay=weight_decay, decay=decay, damping=damping,
             inverse_every=int(inverse_every), damping_relative_to=damping_relative_to, decay_bias=decay_bias,
-            metric_every=int(metric_every),
+            metric_every=int(metric_every), shared_block_size=shared_block_size,
         )
         super().__init__(params, defaults)
         self._param_group = {id(p): g for g in self.param_groups for p in g["params"]}
@@ -271,6 +319,7 @@ class RNGD(torch.optim.Optimizer):
             if s.linear.bias is not None:
                 self._in_layer.add(id(s.linear.bias))
         self._hooks: list = []
+        self._triu_cache: dict = {}
         self._register_hooks()
 
     # -- hooks ----------------------------------------------------------------------------
@@ -312,28 +361,66 @@ class RNGD(torch.optim.Optimizer):
             nu = rfim_coefficient(s.activation, a.reshape(-1, s.m).to(xt.dtype))
         return xt, nu
 
+    def _triu(self, s: LayerSpec, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat positions i·d + j and j·d + i (i ≤ j) of the d(d+1)/2 packed upper-triangle entries of a d × d block."""
+        key = (s.index, str(device))
+        if key not in self._triu_cache:
+            iu, ju = torch.triu_indices(s.d, s.d, device=device)
+            self._triu_cache[key] = (iu * s.d + ju, ju * s.d + iu)
+        return self._triu_cache[key]
+
+    def _initial_metric(self, s: LayerSpec, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """G = I in the layer's layout: (m, d(d+1)/2) packed upper triangles per neuron, (d, d) dense shared,
+        (k, B, B) blocked (the padding coordinates of the last block stay exactly 0 and are never used)."""
+        d = s.d
+        if s.kind == "per_neuron":
+            upper, lower = self._triu(s, device)
+            return (upper == lower).to(dtype).expand(s.m, upper.numel()).clone()
+        if s.blocks == 1:
+            return torch.eye(d, dtype=dtype, device=device)
+        diag = torch.zeros(s.blocks * s.block, dtype=dtype, device=device)
+        diag[:d] = 1.0
+        return torch.diag_embed(diag.view(s.blocks, s.block))
+
+    @staticmethod
+    def _to_blocks(s: LayerSpec, v: torch.Tensor) -> torch.Tensor:
+        """(n, d) → (k, n, B): the coordinates of each block, zero-padded to B."""
+        pad = s.blocks * s.block - s.d
+        if pad:
+            v = torch.nn.functional.pad(v, (0, pad))
+        return v.view(v.shape[0], s.blocks, s.block).transpose(0, 1)
+
     def _update_metric(self, s: LayerSpec, state: dict, decay: float) -> None:
+        """G ← ω G + (1 − ω) G_batch (ω already compounded over ``metric_every`` steps)."""
         xt, nu = self._batch_terms(s)
         N, d = xt.shape
         W = s.linear.weight
         if "metric" not in state:
-            eye = torch.eye(d, dtype=W.dtype, device=W.device)
-            state["metric"] = eye.expand(s.m, d, d).clone() if s.kind == "per_neuron" else eye.clone()
+            state["metric"] = self._initial_metric(s, W.dtype, W.device)
         G = state["metric"]
         xt = xt.to(G.dtype)
         if s.kind == "per_neuron":
-            # G_o ← ω G_o + (1−ω)/N Σ_n ν_no x̃_n x̃_nᵀ as one GEMM: (m × N) · (N × d²)
-            outer = (xt[:, :, None] * xt[:, None, :]).reshape(N, d * d)
-            G.view(s.m, d * d).mul_(decay).addmm_(nu.T.to(G.dtype), outer, alpha=(1.0 - decay) / N)
-        else:
+            # G_o ← ω G_o + (1−ω)/N Σ_n ν_no x̃_n x̃_nᵀ on the upper triangles (i ≤ j), one GEMM (m × N)·(N × d(d+1)/2)
+            upper, _ = self._triu(s, xt.device)
+            # the full outer products then one index_select: ~5× faster on a CPU than gathering x̃_i and x̃_j
+            outer = (xt[:, :, None] * xt[:, None, :]).reshape(N, d * d).index_select(1, upper)
+            G.mul_(decay).addmm_(nu.T.to(G.dtype), outer, alpha=(1.0 - decay) / N)
+        elif s.blocks == 1:
             G.mul_(decay).addmm_(xt.T, xt, alpha=(1.0 - decay) / N)
+        else:  # A_jj ← ω A_jj + (1−ω)/N X̃_Jᵀ X̃_J, one batched GEMM over the k blocks
+            xb = self._to_blocks(s, xt)
+            G.baddbmm_(xb.transpose(1, 2), xb, beta=decay, alpha=(1.0 - decay) / N)
 
     @staticmethod
-    def damped_inverse(G: torch.Tensor, damping: float, relative_to: str = "mean_eigenvalue") -> torch.Tensor:
-        """(G + εI)⁻¹ per block (G: d × d or m × d × d), ε = λ·tr(G)/d (or λ·tr(G)), by Cholesky."""
+    def damped_inverse(G: torch.Tensor, damping: float, relative_to: str = "mean_eigenvalue",
+                       eps: torch.Tensor | None = None) -> torch.Tensor:
+        """(G + εI)⁻¹ per block (G: d × d or k × d × d), ε = λ·tr(G)/d (or λ·tr(G)), by Cholesky.
+
+        ``eps`` (one value per block) overrides the damping computed from each block's own trace."""
         d = G.shape[-1]
-        tr = torch.diagonal(G, dim1=-2, dim2=-1).sum(-1)
-        eps = damping * tr / (d if relative_to == "mean_eigenvalue" else 1.0)
+        if eps is None:
+            tr = torch.diagonal(G, dim1=-2, dim2=-1).sum(-1)
+            eps = damping * tr / (d if relative_to == "mean_eigenvalue" else 1.0)
         eps = torch.clamp(eps, min=torch.finfo(G.dtype).tiny ** 0.5)
         eye = torch.eye(d, dtype=G.dtype, device=G.device)
         Gd = G + eps[..., None, None] * eye
@@ -344,12 +431,45 @@ class RNGD(torch.optim.Optimizer):
             return (vecs / vals[..., None, :]) @ vecs.transpose(-1, -2)
         return torch.cholesky_inverse(L)
 
+    def _dense(self, s: LayerSpec, G: torch.Tensor) -> torch.Tensor:
+        """The running metric as matrices: (m, d, d) per neuron (unpacked), else as stored."""
+        if s.kind != "per_neuron":
+            return G
+        d = s.d
+        upper, lower = self._triu(s, G.device)
+        full = G.new_zeros(s.m, d * d)
+        full.index_copy_(1, lower, G)
+        full.index_copy_(1, upper, G)
+        return full.view(s.m, d, d)
+
+    def metric(self, layer: int) -> torch.Tensor:
+        """The running metric of the ``layer``-th Linear layer: (m, d, d) per neuron, (d, d) dense shared,
+        (k, B, B) blocked shared (zero-padded last block); raises before the first step."""
+        s = self.specs[layer]
+        st = self.state[s.linear.weight]
+        if "metric" not in st:
+            raise ValueCheckError(f"RNGD has no metric for layer {layer} yet; it is built at the first step()")
+        return self._dense(s, st["metric"])
+
+    def _inverse(self, s: LayerSpec, G: torch.Tensor, group: dict) -> torch.Tensor:
+        eps = None
+        if s.kind == "shared" and s.blocks > 1:
+            # the ε of the dense metric (its trace is the blocks' traces summed; padding entries are 0), so that
+            # the blocked matrix is exactly the block-diagonal part of the dense damped metric A + εI
+            tr = torch.diagonal(G, dim1=-2, dim2=-1).sum()
+            eps = (group["damping"] * tr / (s.d if group["damping_relative_to"] == "mean_eigenvalue" else 1.0)).expand(s.blocks)
+        return self.damped_inverse(self._dense(s, G), group["damping"], group["damping_relative_to"], eps)
+
     def _precondition(self, s: LayerSpec, state: dict, grad: torch.Tensor) -> torch.Tensor:
         Ginv = state["inverse"]
         if s.kind == "per_neuron":
-            # batched mat-vec as multiply + sum: memory-bound, ~6× faster than bmm with one column on CPU
-            return (Ginv * grad.to(Ginv.dtype)[:, None, :]).sum(-1).to(grad.dtype)
-        return (grad.to(Ginv.dtype) @ Ginv).to(grad.dtype)
+            # G_o⁻¹ g_o as the row product g_oᵀ G_o⁻¹ (the inverse is symmetric): one pass over the m × d × d
+            # inverses, ~3× faster on a CPU than bmm with a single column
+            return torch.matmul(grad.to(Ginv.dtype)[:, None, :], Ginv)[:, 0, :].to(grad.dtype)
+        if s.blocks == 1:
+            return (grad.to(Ginv.dtype) @ Ginv).to(grad.dtype)
+        out = torch.bmm(self._to_blocks(s, grad.to(Ginv.dtype)), Ginv)  # (k, m, B)
+        return out.transpose(0, 1).reshape(grad.shape[0], -1)[:, : s.d].to(grad.dtype)
 
     def preconditioned_gradients(self) -> dict[int, torch.Tensor]:
         """The preconditioned directions [ΔW | Δb] (m × d) of the last step, by layer index (for inspection)."""
@@ -375,10 +495,11 @@ class RNGD(torch.optim.Optimizer):
                 continue
             st = self.state[W]
             t = st.get("rngd_step", 0)
-            if t % group["metric_every"] == 0 or "metric" not in st:
-                self._update_metric(s, st, group["decay"])
+            k = group["metric_every"]
+            if t % k == 0 or "metric" not in st:
+                self._update_metric(s, st, group["decay"] ** k)
             if t % group["inverse_every"] == 0 or "inverse" not in st:
-                st["inverse"] = self.damped_inverse(st["metric"], group["damping"], group["damping_relative_to"])
+                st["inverse"] = self._inverse(s, st["metric"], group)
             st["rngd_step"] = t + 1
             gW = W.grad if W.grad is not None else torch.zeros_like(W)
             g = gW if b is None else torch.cat([gW, (b.grad if b.grad is not None else torch.zeros_like(b))[:, None]], 1)
@@ -435,5 +556,6 @@ class RNGD(torch.optim.Optimizer):
         lines = [f"RNGD(lr={self.defaults['lr']}, decay={self.defaults['decay']}, damping={self.defaults['damping']}, T={self.defaults['inverse_every']})"]
         for s in self.specs:
             act = f", ν of {s.activation!r}" if s.activation is not None else ""
-            lines.append(f"  layer {s.index}: Linear({s.linear.in_features}→{s.linear.out_features}) {s.kind}, d={s.d}{act}")
+            blocks = f", {s.blocks} blocks of ≤ {s.block}" if s.blocks > 1 else ""
+            lines.append(f"  layer {s.index}: Linear({s.linear.in_features}→{s.linear.out_features}) {s.kind}, d={s.d}{blocks}{act}")
         return "\n".join(lines)
