@@ -13,8 +13,8 @@ schedules: ``rngd``, the authors' (metric every step, dense first- and
 last-layer metrics), and ``rngd-fast``, the same optimizer with the metric
 updated every 10th step (decay compounded, ``metric_every``) and the shared
 metrics block-diagonal over blocks of ≤ 100 inputs (``shared_block_size``),
-an approximation that makes an epoch about 3× cheaper on 784-80-80-80-10
-(``benchmarks/bench_rngd.py``).
+an approximation that makes an epoch 2.6–3.7× cheaper on 784-80-80-80-10
+(2.6× in the default preset's timing, 3.7× in ``benchmarks/bench_rngd.py``).
 
 Learning-rate selection: with ``select_all_seeds`` (the ``full`` preset, the
 paper's protocol) every learning rate is run with every seed; otherwise (quick
@@ -29,17 +29,16 @@ independent and are spread over ``workers`` processes (one thread each by
 default): the per-epoch times are then measured with the other worker busy on
 the second core — the same condition for every optimizer.
 
-Default-preset budget: ≤ 30 minutes on 2 cores. Estimated from the CPU time
-per step measured with one thread (SGD 0.7–1.5 ms, Adam 1.1–1.9 ms, RNGD
-6.9–10.6 ms across the four architectures): ≈ 1,800 CPU-seconds in all, i.e.
-≈ 15 minutes with 2 workers on an idle 2-core machine (not verified end to
-end during development: the shared machine was saturated). ``--full`` (40
+Default-preset budget: ≤ 30 minutes on 2 cores. Measured: 12 min 54 s and
+13 min 52 s wall in two runs on an idle 2-core CPU machine (2 workers × 1
+thread, 72 training runs, peak RSS 0.75 GB; docs/rngd.md). ``--full`` (40
 seeds, 4 architectures, 20 epochs, every lr with every seed) takes many hours.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -496,10 +495,11 @@ def _summary(cfg: RngdMnistConfig, res: RngdMnistResult, folder: RunFolder) -> s
         f"L2 {cfg.l2:g} (on weights, in the loss), {cfg.epochs} epochs, {cfg.seeds} seeds; learning rate chosen by validation "
         f"accuracy ({'every lr with every seed' if cfg.select_all_seeds else 'grid on the first seed, then the other seeds'}); "
         f"RNGD T = {cfg.rngd_inverse_every}, ω = {cfg.rngd_decay}, damping λ = {cfg.rngd_damping} (ε = λ·tr(G)/d), "
-        f"relu ω = {cfg.rngd_relu_omega}, metric every {cfg.rngd_metric_every} step(s); rngd-fast: metric every "
-        f"{cfg.rngd_fast_metric_every} steps, shared metrics in blocks of ≤ {cfg.rngd_fast_shared_block_size} inputs. "
-        f"Total wall time {res.wall_time_s:.0f} s with {cfg.workers} worker process(es) × {cfg.threads} thread(s); "
-        "timings on a shared 2-core machine.",
+        f"relu ω = {cfg.rngd_relu_omega}, metric every {cfg.rngd_metric_every} step(s)"
+        + (f"; rngd-fast: metric every {cfg.rngd_fast_metric_every} steps, shared metrics in blocks of ≤ "
+           f"{cfg.rngd_fast_shared_block_size} inputs" if "rngd-fast" in cfg.optimizers else "")
+        + f". Total wall time {res.wall_time_s:.0f} s with {cfg.workers} worker process(es) × {cfg.threads} thread(s) "
+        f"on {os.cpu_count()} cores" + ("; the per-epoch times are taken with the workers running side by side." if cfg.workers > 1 else "."),
         "",
         "## Final test accuracy and time per epoch",
         "",
