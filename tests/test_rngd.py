@@ -293,7 +293,6 @@ def test_metric_every_compounds_the_decay():
     x, y = _data(9)
     omega, k = 0.8, 2
     opt = RNGD(net, lr=1e-3, decay=omega, damping=0.01, inverse_every=1, metric_every=k)
-    lin = net[0]  # shared first layer
     G = torch.eye(4, dtype=DT)
     for t in range(5):
         xt = torch.cat([x, torch.ones(len(x), 1, dtype=DT)], 1)
