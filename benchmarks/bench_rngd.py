@@ -52,7 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 KFAC_PY = ROOT / ".bench-envs" / "kfac" / "bin" / "python"
 NETS = {"small": [784, 80, 80, 80, 10], "wide": [784, 1000, 1000, 10]}
-RNGD_SCHEDULES = {"rngd": {}, "rngd-m10": {"metric_every": 10}, "rngd-fast": {"metric_every": 10, "shared_block_size": 100},
+RNGD_SCHEDULES = {"rngd": {}, "rngd-m10": {"metric_every": 10}, "rngd-fast": None,  # None: rngd-mnist's rngd-fast settings
                   "rngd-fast-b200": {"metric_every": 10, "shared_block_size": 200}}
 OPTS = ["sgd", "adam", "rngd", "rngd-m10", "rngd-fast", "kfac"]  # the default list; rngd-fast-b200 on request
 
@@ -91,6 +91,11 @@ def child(net: str, opt_name: str, steps: int, warmup: int, threads: int, max_me
         from actionlab.optim import RNGD
 
         kw = RNGD_SCHEDULES[opt_name]
+        if kw is None:
+            from actionlab.experiments.rngd_mnist import RngdMnistConfig
+
+            cfg = RngdMnistConfig()
+            kw = {"metric_every": cfg.rngd_fast_metric_every, "shared_block_size": cfg.rngd_fast_shared_block_size}
         opt = RNGD(model, lr=0.1, **kw)
         if 2 * 4 * opt.metric_numel() / 1e9 > max_metric_gb:
             opt.remove_hooks()
@@ -166,7 +171,7 @@ def fidelity(block_sizes=(50, 100, 200, 400), batches: int = 5, images: int = 20
 
     from actionlab import data
     from actionlab.models import MLP
-    from actionlab.optim import RNGD
+    from actionlab.optim import describe_layers
 
     torch.manual_seed(0)
     ds = data.load("mnist", "train", validation=10000, dtype=torch.float64)
@@ -176,6 +181,7 @@ def fidelity(block_sizes=(50, 100, 200, 400), batches: int = 5, images: int = 20
     d = A.shape[0]
     Ad = A + 0.01 * torch.trace(A) / d * torch.eye(d, dtype=A.dtype)
     model = MLP(NETS["small"], activation="relu", dtype=torch.float64)
+    first = {b: describe_layers(model, shared_block_size=b)[0] for b in block_sizes}  # RNGD's block layout per b
     cos: dict[int, list[float]] = {b: [] for b in block_sizes}
     for _ in range(batches):
         idx = torch.randint(0, len(X), (50,))
@@ -185,18 +191,15 @@ def fidelity(block_sizes=(50, 100, 200, 400), batches: int = 5, images: int = 20
         g = torch.cat([lin.weight.grad, lin.bias.grad[:, None]], 1)
         dense = torch.linalg.solve(Ad, g.T).T
         for b in block_sizes:
-            opt = RNGD(model, shared_block_size=b)  # only for its block layout
-            spec = opt.specs[0]
-            opt.remove_hooks()
             out, start = torch.empty_like(g), 0
-            for size in spec.block_sizes:
+            for size in first[b].block_sizes:
                 sl = slice(start, start + size)
                 out[:, sl] = torch.linalg.solve(Ad[sl, sl], g[:, sl].T).T
                 start += size
             cos[b].append(float((out * dense).sum() / out.norm() / dense.norm()))
     rows = []
     for b in block_sizes:
-        nb = -(-d // b)
+        nb = first[b].blocks
         rows.append({"block_size": b, "blocks": nb, "cos_mean": sum(cos[b]) / batches, "cos_min": min(cos[b]),
                      "first_layer_flops_vs_dense": 1.0 / nb})
     return rows

@@ -206,6 +206,11 @@ class LayerSpec:
         return self.blocks * self.block * self.block
 
 
+def damping_epsilon(trace: torch.Tensor, d: int, damping: float, relative_to: str = "mean_eigenvalue") -> torch.Tensor:
+    """ε = λ·tr(G)/d (``relative_to="mean_eigenvalue"``) or λ·tr(G) (``"trace"``, the authors' code) of a d × d metric."""
+    return damping * trace / (d if relative_to == "mean_eigenvalue" else 1.0)
+
+
 def describe_layers(model: nn.Module, first_layer: str = "shared", hidden_layers: str = "per_neuron", relu_omega: float = 1.0,
                     shared_block_size: int | None = None) -> list[LayerSpec]:
     """The per-layer plan of RNGD for ``model`` (raises a clear error on unsupported modules)."""
@@ -419,8 +424,7 @@ class RNGD(torch.optim.Optimizer):
         ``eps`` (one value per block) overrides the damping computed from each block's own trace."""
         d = G.shape[-1]
         if eps is None:
-            tr = torch.diagonal(G, dim1=-2, dim2=-1).sum(-1)
-            eps = damping * tr / (d if relative_to == "mean_eigenvalue" else 1.0)
+            eps = damping_epsilon(torch.diagonal(G, dim1=-2, dim2=-1).sum(-1), d, damping, relative_to)
         eps = torch.clamp(eps, min=torch.finfo(G.dtype).tiny ** 0.5)
         eye = torch.eye(d, dtype=G.dtype, device=G.device)
         Gd = G + eps[..., None, None] * eye
@@ -457,7 +461,7 @@ class RNGD(torch.optim.Optimizer):
             # the ε of the dense metric (its trace is the blocks' traces summed; padding entries are 0), so that
             # the blocked matrix is exactly the block-diagonal part of the dense damped metric A + εI
             tr = torch.diagonal(G, dim1=-2, dim2=-1).sum()
-            eps = (group["damping"] * tr / (s.d if group["damping_relative_to"] == "mean_eigenvalue" else 1.0)).expand(s.blocks)
+            eps = damping_epsilon(tr, s.d, group["damping"], group["damping_relative_to"]).expand(s.blocks)
         return self.damped_inverse(self._dense(s, G), group["damping"], group["damping_relative_to"], eps)
 
     def _precondition(self, s: LayerSpec, state: dict, grad: torch.Tensor) -> torch.Tensor:
