@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["RunFolder", "to_jsonable", "provenance", "Claim", "VERDICTS", "default_out"]
+__all__ = ["RunFolder", "to_jsonable", "provenance", "Claim", "VERDICTS", "STRENGTHS", "default_out"]
 
 VERDICTS = ("holds", "does not hold", "inconclusive", "not yet measured")
+STRENGTHS = ("firm", "indicative")
 
 
 @dataclasses.dataclass
@@ -48,10 +49,19 @@ class Claim:
     measured: Any = None  # what this run measured
     verdict: str = "not yet measured"
     details: str = ""  # how it was measured, tolerance, where it fails
+    id: str = ""  # one stable identifier per claim, e.g. "001.j-range"; one experiment owns it
+    # what the verdict rests on: preset, seeds, sample sizes, widths, the statistic, its
+    # interval, the threshold used (plain JSON values)
+    evidence: dict | None = None
+    strength: str = "indicative"  # "firm" or "indicative" (quick preset, one seed, interval straddling the threshold)
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+        if self.strength not in STRENGTHS:
+            raise ValueError(f"strength must be one of {STRENGTHS}, got {self.strength!r}")
+        if self.evidence is not None and not isinstance(self.evidence, dict):
+            raise ValueError(f"evidence must be a dict (preset, seeds, statistic, interval, threshold, ...), got {type(self.evidence).__name__}")
 
 
 def to_jsonable(obj: Any) -> Any:
