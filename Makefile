@@ -1,7 +1,8 @@
 # actionlab — the two commands of the README's quick start:
 #
-#   make demo    install, then train a small TwoLayer on the bundled digits (runs/demo/)
-#   make test    install with the test extras, then run the whole test suite
+#   make demo    install the package alone (no test or docs extras), then train a small TwoLayer on
+#                the bundled digits (runs/demo/)
+#   make test    install with the test and docs extras, then run the whole test suite
 #
 # PYTHON may be overridden, e.g. `make test PYTHON=.venv/bin/python`.
 
@@ -11,21 +12,28 @@ PIP    := $(PYTHON) -m pip
 # CPU wheel; letting `pip install -e .` resolve torch>=2.3 itself could pull a multi-GB CUDA build.
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: help install demo test install-browser docs clean
+.PHONY: help check-python install install-demo demo test install-browser docs clean
 
 help:
-	@echo "make demo     install and run 'actionlab demo --out runs/demo'"
-	@echo "make test     install (with test extras) and run 'python -m pytest -q'"
+	@echo "make demo     pip install -e . (no extras) and run 'actionlab demo --out runs/demo'"
+	@echo "make test     make install, then run 'python -m pytest -q'"
 	@echo "make install  pip install torch==$(TORCH_VERSION), then pip install -e '.[test,docs]'"
 	@echo "make docs     build the user guide and API reference into site/ (mkdocs build --strict)"
 
-install:
+check-python:
 	@$(PYTHON) -c "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 'actionlab needs Python >= 3.11, this is ' + sys.version.split()[0])"
+
+# the demo needs the package and its runtime dependencies only
+install-demo: check-python
+	$(PIP) install "torch==$(TORCH_VERSION)"
+	$(PIP) install -e .
+
+install: check-python
 	$(PIP) install "torch==$(TORCH_VERSION)"
 	$(PIP) install -e ".[test,docs]"
 
-demo: install
-	$(PYTHON) -m actionlab.cli demo --out runs/demo
+demo: install-demo
+	$(PYTHON) -m actionlab demo --out runs/demo
 
 # --- the report's browser test and the documentation (report developer) --------------------
 # `install-browser`: what tests/test_report_browser.py needs — a system Chromium and the

@@ -200,3 +200,154 @@ def test_no_nan_gradients_for_large_inputs():
         (g,) = torch.autograd.grad(y, x)
         assert torch.isfinite(g).all(), name
         assert torch.isfinite(A.get(name).taylor_at(x.detach(), 6)).all(), name
+
+
+# ---------------------------------------------------------------------------------------
+# Gaussian closed forms on the object (004 appendix B) against scipy quadrature
+# ---------------------------------------------------------------------------------------
+_GAUSS = 1.0 / math.sqrt(2 * math.pi)
+_CLOSED_VARIANTS = [(n, {}) for n in A.names()] + [("leaky_relu", {"slope": 0.3}), ("leaky_relu", {"slope": -0.5})]
+
+
+def _reference_fns(name, params):
+    """σ and σ' as plain float functions written out here (independent of the Activation objects)."""
+    from scipy.special import erf
+
+    if name == "erf":
+        return (lambda x: float(erf(x))), (lambda x: 2 / math.sqrt(math.pi) * math.exp(-x * x))
+    if name == "linear":
+        return (lambda x: x), (lambda x: 1.0)
+    s = params.get("slope", 0.01) if name == "leaky_relu" else 0.0
+    return (lambda x: x if x >= 0 else s * x), (lambda x: 1.0 if x >= 0 else s)
+
+
+def _scipy_1d(f, q):
+    from scipy import integrate
+
+    return integrate.quad(lambda z: f(math.sqrt(q) * z) ** 2 * math.exp(-z * z / 2) * _GAUSS, -14, 14,
+                          points=[0.0], epsabs=1e-13, epsrel=1e-12, limit=400)[0]
+
+
+def _scipy_2d(f, a, b):
+    """E[f(u₁) f(u₂)], u₁ = √a z₁, u₂ = √a (c z₁ + r z₂), by nested scipy quad split at the kink u = 0."""
+    from scipy import integrate
+
+    c = b / a
+    r = math.sqrt(1 - c * c)
+
+    def inner(z1):
+        return integrate.quad(lambda z2: f(math.sqrt(a) * (c * z1 + r * z2)) * math.exp(-z2 * z2 / 2) * _GAUSS, -14, 14,
+                              points=[-c * z1 / r], epsabs=1e-13, epsrel=1e-12, limit=200)[0]
+
+    return integrate.quad(lambda z1: f(math.sqrt(a) * z1) * inner(z1) * math.exp(-z1 * z1 / 2) * _GAUSS, -14, 14,
+                          points=[0.0], epsabs=1e-12, epsrel=1e-11, limit=200)[0]
+
+
+def test_which_activations_have_gaussian_closed_forms():
+    have = {n for n, p in _CLOSED_VARIANTS if A.get(n, **p).closed_forms}
+    assert have == {"erf", "relu", "leaky_relu", "linear"}  # each needs a reference in _reference_fns
+    for n in have:
+        assert A.get(n).closed_forms == ("q_hat", "I_phi", "I_dphi")
+    assert A.get("silu").q_hat(1.0) is None and A.get("elu").I_phi(1.0, 0.5) is None
+
+
+@pytest.mark.parametrize("name,params", [v for v in _CLOSED_VARIANTS if A.get(v[0], **v[1]).closed_forms])
+@pytest.mark.parametrize("a,c", [(0.3, 0.5), (1.0, -0.8), (2.5, 0.95), (7.0, 0.0)])
+def test_gaussian_closed_forms_against_scipy(name, params, a, c):
+    """q̂ (B.3/B.9/B.13), I_φ (B.7/B.11/B.15), I_φ' (B.4/B.8, corrected B.12, B.14/B.16) to 1e-9 (relative to a)."""
+    act = A.get(name, **params)
+    b = c * a
+    phi, dphi = _reference_fns(name, params)
+    tol = 1e-9 * max(1.0, a)
+    assert abs(act.q_hat(a) - _scipy_1d(phi, a)) < tol
+    assert abs(act.I_phi(a, b) - _scipy_2d(phi, a, b)) < tol
+    assert abs(act.I_dphi(a, b) - _scipy_2d(dphi, a, b)) < 1e-9
+    assert abs(act.I_dphi(a, a) - _scipy_1d(dphi, a)) < 1e-9  # b = a: ∫Dz σ'(√a z)²
+    assert abs(act.I_phi(a, a) - act.q_hat(a)) < 1e-12 * max(1.0, a)  # I_φ[q, q] = q̂(q)
+
+
+def test_gaussian_closed_forms_reject_bad_moments():
+    for bad in ((-1.0, 0.0), (1.0, 1.5)):
+        with pytest.raises(ValueCheckError):
+            A.get("erf").I_phi(*bad)
+    with pytest.raises(ValueCheckError, match="variance"):
+        A.get("relu").q_hat(-0.1)
+
+
+# ---------------------------------------------------------------------------------------
+# RFIM coefficient on the object (003 table 1)
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,params", ALL)
+def test_gaussian_rfim_coefficient_is_squared_autodiff_derivative(name, params):
+    act = A.get(name, **params)
+    a = torch.linspace(-3, 3, 61, dtype=torch.float64)
+    a = a[a.abs() > 1e-9]
+    d1 = autodiff_coefficients(act, a, 1)[:, 1]
+    torch.testing.assert_close(act.rfim_coefficient(a, "gaussian"), d1 * d1, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name,values", [("tanh", (-1.0, 1.0)), ("sigmoid", (0.0, 1.0))])
+def test_bernoulli_rfim_coefficient_by_enumeration(name, values):
+    """ν(a) = Σ_y p(y|a) (∂_a ln p(y|a))²: tanh y = ±1, p = (1 + y tanh a)/2 (003 eqs. 5–7); sigmoid p(1) = sigm a."""
+    act = A.get(name)
+    a = torch.linspace(-4, 4, 33, dtype=torch.float64, requires_grad=True)
+    ref = torch.zeros_like(a)
+    for y in values:
+        p = (1 + y * torch.tanh(a)) / 2 if name == "tanh" else (torch.sigmoid(a) if y == 1.0 else 1 - torch.sigmoid(a))
+        (score,) = torch.autograd.grad(torch.log(p).sum(), a)
+        ref = ref + p.detach() * score**2
+    assert act.default_output == "bernoulli"
+    torch.testing.assert_close(act.rfim_coefficient(a.detach()), ref, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueCheckError, match="Bernoulli output is defined for sigmoid and tanh"):
+        A.get("relu").rfim_coefficient(a.detach(), "bernoulli")
+
+
+def test_smoothed_stand_in():
+    """relu / leaky_relu → relu_ω(ω, ι = slope), within ω ln 2 of the kinked function (003 §1); others unchanged."""
+    x = torch.linspace(-5, 5, 201, dtype=torch.float64)
+    for name, params, iota in (("relu", {}, 0.0), ("leaky_relu", {"slope": 0.2}, 0.2)):
+        act = A.get(name, **params)
+        for omega in (1.0, 0.1, 0.01):
+            sm = act.smoothed(omega)
+            assert sm == A.get("relu_omega", omega=omega, iota=iota)
+            assert float((sm(x) - act(x)).abs().max()) <= omega * math.log(2) + 1e-12  # the gap at 0
+    assert A.get("leaky_relu", slope=-0.5).smoothed(1.0) == A.get("leaky_relu", slope=-0.5)
+    assert A.get("tanh").smoothed(0.5) == A.get("tanh")
+
+
+# ---------------------------------------------------------------------------------------
+# from_module: the one torch-module → activation map
+# ---------------------------------------------------------------------------------------
+_MODULES = [
+    (torch.nn.Tanh(), "tanh", {}),
+    (torch.nn.ReLU(), "relu", {}),
+    (torch.nn.LeakyReLU(0.15), "leaky_relu", {"slope": 0.15}),
+    (torch.nn.ELU(alpha=0.6), "elu", {"alpha": 0.6}),
+    (torch.nn.SiLU(), "silu", {}),
+    (torch.nn.GELU(), "gelu", {}),
+    (torch.nn.Sigmoid(), "sigmoid", {}),
+    (torch.nn.Softplus(), "softplus", {}),
+    (torch.nn.Softplus(beta=2.0), "relu_omega", {"omega": 0.5, "iota": 0.0}),
+    (torch.nn.Identity(), "linear", {}),
+    (A.get("erf").module(), "erf", {}),
+    (A.get("relu_omega", omega=0.3, iota=0.1).module(), "relu_omega", {"omega": 0.3, "iota": 0.1}),
+]
+
+
+@pytest.mark.parametrize("module,name,params", _MODULES, ids=[f"{type(m).__name__}-{n}" for m, n, _ in _MODULES])
+def test_from_module_maps_every_supported_module(module, name, params):
+    act = A.from_module(module)
+    assert act == A.get(name, **params)
+    x = torch.linspace(-6, 6, 241, dtype=torch.float64)
+    torch.testing.assert_close(act(x), module(x), rtol=1e-12, atol=1e-12)  # the same function as the module
+
+
+@pytest.mark.parametrize("module", [torch.nn.Hardtanh(), torch.nn.Mish(), torch.nn.Linear(2, 2),
+                                    torch.nn.GELU(approximate="tanh"), type("MyReLU", (torch.nn.ReLU,), {})()])
+def test_from_module_rejects_other_modules(module):
+    with pytest.raises(ValueCheckError) as err:
+        A.from_module(module)
+    msg = str(err.value)
+    assert type(module).__name__ in msg
+    if not isinstance(module, torch.nn.GELU):
+        assert A.SUPPORTED_MODULES in msg and "nn.Softplus" in msg and "ActivationModule" in msg

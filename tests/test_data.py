@@ -24,6 +24,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actionlab import data
+from actionlab.data import download as data_download
+from actionlab.data import sources as data_sources
+from actionlab.data import splits as data_splits
 from actionlab._checks import DataError, ShapeError, ValueCheckError
 from actionlab.cli import main
 
@@ -33,7 +36,7 @@ MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
 def _shared() -> Path | None:
-    for p in data._repo_shared_roots():
+    for p in data_sources._repo_shared_roots():
         if (p / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").is_file():
             return p
     return None
@@ -303,13 +306,13 @@ def test_balance_report_values():
 def test_stratified_pick_and_subsample_properties(labels, draw):
     y = np.array(labels, dtype=np.int64)
     size = draw.draw(st.integers(0, len(y)))
-    rows = data._stratified_pick(y, size, data._rng(0, 1), 5)
+    rows = data_splits.stratified_pick(y, size, data_splits.rng(0, 1), 5)
     assert rows.size == size == np.unique(rows).size and (rows.size == 0 or rows.max() < len(y))
     counts = np.bincount(y, minlength=5)
     picked = np.bincount(y[rows], minlength=5)
     assert np.all(np.abs(picked - counts * size / len(y)) < 1)  # largest-remainder quotas
     if counts.min() > 0:
-        keep = data._subsample(y, True, None, 0, 5, list("abcde"))
+        keep = data_splits.subsample(y, True, None, 0, 5, list("abcde"))
         assert data.balance_report(y[keep], 5).is_balanced and len(keep) == 5 * counts.min()
     rep = data.balance_report(y, 5)
     p = counts / len(y)
@@ -383,7 +386,7 @@ def test_random_projection_deterministic_and_norm_preserving():
     assert abs(float(ratio.mean()) - 1) < 0.2 and float(ratio.min()) > 0.5 and float(ratio.max()) < 1.5
     # linear and the same map for every split
     te = data.load("digits", "test", reduce="random", dim=512, dtype=torch.float64)
-    R = torch.from_numpy(data._rng(0, data._STREAM_PROJECTION).standard_normal((64, 512)) / math.sqrt(512))
+    R = torch.from_numpy(data_splits.rng(0, data_splits.STREAM_PROJECTION).standard_normal((64, 512)) / math.sqrt(512))
     te_raw = data.load("digits", "test", dtype=torch.float64)
     assert torch.allclose(a.z, raw.z @ R, atol=1e-12) and torch.allclose(te.z, te_raw.z @ R, atol=1e-12)
 
@@ -491,7 +494,7 @@ def test_cifar10_broken_batches(tmp_path):
 def test_download_via_file_url_verifies_checksums(tmp_path, monkeypatch):
     monkeypatch.setitem(data.MIRRORS, "fashion-mnist", ["http://unreachable.invalid/", (SHARED / "fashion-mnist").as_uri() + "/"])
     calls = []
-    real_fetch = data._fetch
+    real_fetch = data_download.fetch_url
 
     def fetch(url, dest):
         calls.append(url)
@@ -499,7 +502,7 @@ def test_download_via_file_url_verifies_checksums(tmp_path, monkeypatch):
             raise OSError("no network in tests")
         real_fetch(url, dest)
 
-    monkeypatch.setattr(data, "_fetch", fetch)
+    monkeypatch.setattr(data_download, "fetch_url", fetch)
     target = tmp_path / "dl"
     ds = data.load("fashion-mnist", "test", root=target, download=True)
     assert ds.info["found_via"] == "downloaded" and len(ds) == 10000
@@ -531,7 +534,7 @@ def test_download_checksum_mismatch_is_an_error_and_leaves_nothing(tmp_path, mon
 
 @needs_shared
 def test_default_lookup_downloads_from_official_mirror_into_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_repo_shared_roots", lambda: [])
+    monkeypatch.setattr(data_sources, "_repo_shared_roots", lambda: [])
     monkeypatch.setenv("ACTIONLAB_DATA", str(tmp_path / "cache"))
     urls = []
 
@@ -539,7 +542,7 @@ def test_default_lookup_downloads_from_official_mirror_into_cache(tmp_path, monk
         urls.append(url)
         shutil.copy(SHARED / "mnist" / url.rsplit("/", 1)[1], dest)
 
-    monkeypatch.setattr(data, "_fetch", fake_fetch)
+    monkeypatch.setattr(data_download, "fetch_url", fake_fetch)
     with pytest.raises(DataError, match=r"download=False"):
         data.load("mnist", "test", download=False)
     assert urls == []
@@ -558,14 +561,14 @@ def test_cifar_download_extracts_verified_archive(tmp_path, monkeypatch):
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
     archive = buf.getvalue()
-    monkeypatch.setattr(data, "_CIFAR_ARCHIVE", ("cifar-10-python.tar.gz", hashlib.md5(archive).hexdigest(), None))
+    monkeypatch.setattr(data_download, "CIFAR_ARCHIVE", ("cifar-10-python.tar.gz", hashlib.md5(archive).hexdigest(), None))
     urls = []
 
     def fake_fetch(url, dest):
         urls.append(url)
         Path(dest).write_bytes(archive)
 
-    monkeypatch.setattr(data, "_fetch", fake_fetch)
+    monkeypatch.setattr(data_download, "fetch_url", fake_fetch)
     ds = data.load("cifar10", "test", root=tmp_path / "dl", download=True)
     assert urls == ["https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"]
     assert ds.labels.tolist() == made["test_batch"][1] and not (tmp_path / "dl" / "cifar-10-python.tar.gz").exists()
@@ -636,3 +639,54 @@ def test_cli_data_errors_are_one_line(tmp_path, capsys):
     assert main(["data", "fashion-mnist", "--split", "test", "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "not found" in err and str(tmp_path) in err and len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- LoadSpec, holdout, PCA
+
+
+def test_load_spec_equals_keywords_and_refuses_unknown_options():
+    spec = data.LoadSpec(balance=True, per_class=20, standardize="center", reduce="pca", dim=5, seed=3)
+    assert spec.standardize == "centre"
+    a = data.load("digits", "test", spec)
+    b = data.load("digits", "test", balance=True, per_class=20, standardize="centre", reduce="pca", dim=5, seed=3)
+    assert torch.equal(a.z, b.z) and torch.equal(a.indices, b.indices)
+    # keywords replace the spec's fields
+    c = data.load("digits", "test", spec, seed=4)
+    assert c.info["seed"] == 4 and not torch.equal(c.indices, a.indices)
+    with pytest.raises(ValueCheckError, match="unknown load option.*per_klass.*balance, per_class"):
+        data.load("digits", per_klass=3)
+    with pytest.raises(ValueCheckError, match="root="):
+        data.load("digits", "train", Path("/tmp"))
+    with pytest.raises(ValueCheckError, match="without reduce"):
+        data.LoadSpec(dim=3)
+    with pytest.raises(ValueCheckError, match="per_class must be a positive integer"):
+        data.LoadSpec(per_class=0)
+
+
+@given(st.lists(st.integers(0, 3), min_size=2, max_size=120), st.floats(0.0, 0.9), st.integers(0, 5))
+@settings(max_examples=60, deadline=None)
+def test_stratified_holdout_is_a_stratified_partition(labels, fraction, seed):
+    y = torch.tensor(labels)
+    kept, held = data_splits.stratified_holdout(y, fraction, seed)
+    n = len(labels)
+    assert sorted(kept.tolist() + held.tolist()) == list(range(n))  # disjoint, covering
+    size = max(int(round(fraction * n)), 1) if fraction > 0 else 0
+    assert len(held) == size
+    counts = np.bincount(labels, minlength=4)
+    picked = np.bincount(y[held].numpy(), minlength=4)
+    assert np.all(np.abs(picked - counts * size / n) < 1)  # each class within one row of its share
+    k2, h2 = data_splits.stratified_holdout(y, fraction, seed)
+    assert torch.equal(h2, held) and torch.equal(k2, kept)
+
+
+def test_streamed_pca_is_sklearn_pca():
+    from sklearn.decomposition import PCA
+
+    from actionlab.data import transforms
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 12, generator=g, dtype=torch.float64) * torch.linspace(0.3, 4.0, 12) + 2.0
+    fit = transforms.fit_pca(transforms.tensor_chunks(x, size=37), 4)  # chunks of 37 rows: the streamed update
+    ref = PCA(4, svd_solver="full").fit(x.numpy())
+    np.testing.assert_allclose(fit.apply(x).numpy(), ref.transform(x.numpy()), atol=1e-9)
+    assert fit.explained_variance_ratio == pytest.approx(ref.explained_variance_ratio_.sum(), rel=1e-12)

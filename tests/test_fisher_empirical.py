@@ -95,7 +95,7 @@ def test_mean_field_agreement_moderate_width():
         st = E.fisher_statistics(net, torch.randn(T, M, generator=g, dtype=torch.float64))
         vals.append((st.m, st.lambda_max))
     m, lam = np.mean(vals, axis=0)
-    p = mf.predict("tanh", widths=[M, M, M, 1], sigma_w2=3.0, sigma_b2=0.64, T=T)
+    p = mf.predict(mf.Architecture("tanh", (M, M, M, 1), sigma_w2=3.0, sigma_b2=0.64), T=T)
     assert abs(m - p.m) / p.m < 0.15
     assert abs(lam - p.lambda_max) / p.lambda_max < 0.15
 
@@ -115,3 +115,19 @@ def test_errors():
         E.fisher_statistics(m, torch.full((4, 5), float("nan"), dtype=torch.float64))
     with pytest.raises(ValueCheckError):
         E.fisher_statistics(nn.Conv1d(1, 1, 1), torch.randn(3, 4))
+
+
+def test_dual_with_mapped_and_autograd_activations_and_short_repr():
+    """φ' from activations.from_module (LeakyReLU, Softplus(β), ELU, SiLU) or autograd (Mish, tanh-GELU):
+    the non-zero spectrum of F* equals that of the dense autodiff FIM."""
+    torch.manual_seed(5)
+    seq = nn.Sequential(nn.Linear(3, 5), nn.LeakyReLU(0.1), nn.Linear(5, 5), nn.Softplus(beta=2.0), nn.Linear(5, 4),
+                        nn.Mish(), nn.Linear(4, 4), nn.GELU(approximate="tanh"), nn.Linear(4, 4), nn.ELU(0.7),
+                        nn.Linear(4, 3), nn.SiLU(), nn.Linear(3, 2)).double()
+    x = torch.randn(6, 3, dtype=torch.float64)
+    st = E.fisher_statistics(seq, x)
+    ev_dense = torch.linalg.eigvalsh(E.dense_fisher(seq, x)).flip(0)[: len(st.eigenvalues)].numpy()
+    np.testing.assert_allclose(st.eigenvalues, ev_dense, rtol=1e-9, atol=1e-12)
+    text = repr(st)
+    assert "eigenvalues=array(shape=(12,)" in text and "lambda_max=" in text
+    assert "<table>" in st._repr_html_()

@@ -55,3 +55,54 @@ def test_lr_bound_quick(tmp_path):
         assert r["lambda_max_measured"] > 0 and math.isclose(r["eta_c_measured"], 2 / r["lambda_max_measured"])
     assert (tmp_path / "loss_map.png").exists()
     assert "lr-bound" in (tmp_path / "summary.md").read_text()
+
+
+def test_lr_bound_one_epoch_is_heavy_ball_sgd_and_flags_divergence():
+    """train_one_epoch against a hand-written float64 epoch of v ← μv + ∇E_batch, θ ← θ − ηv (A.51)."""
+    import torch
+
+    from actionlab.experiments.lr_bound import train_one_epoch
+    from actionlab.models import MLP
+    from actionlab.train import OptimizerSpec
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (40,), generator=g)
+
+    def net():
+        return MLP([6, 8, 3], activation="tanh", generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def sq(f, yy):
+        return 0.5 * ((f - torch.nn.functional.one_hot(yy, 3).double()) ** 2).sum(1).mean()
+
+    lr, mu, B = 0.05, 0.5, 8
+    model = net()
+    init, final = train_one_epoch(model, x, y, "squared", OptimizerSpec("sgd", lr=lr, momentum=mu), B, seed=3)
+    ref = net()
+    params = list(ref.parameters())
+    with torch.no_grad():
+        init_ref = float(sq(ref(x), y))
+    bufs = [torch.zeros_like(p) for p in params]
+    perm = torch.randperm(40, generator=torch.Generator().manual_seed(3))
+    for i in range(0, 40, B):
+        idx = perm[i:i + B]
+        grads = torch.autograd.grad(sq(ref(x[idx]), y[idx]), params)
+        with torch.no_grad():
+            for p, b, gr in zip(params, bufs, grads):
+                b.mul_(mu).add_(gr)
+                p.sub_(lr * b)
+    with torch.no_grad():
+        final_ref = float(sq(ref(x), y))
+    assert init == pytest.approx(init_ref, rel=1e-13) and final == pytest.approx(final_ref, rel=1e-12)
+    assert final < init
+    # far too large a step: the loss blows up and the cell reports inf
+    _, blown = train_one_epoch(net(), x, y, "squared", OptimizerSpec("sgd", lr=1e4), B, seed=3)
+    assert blown == math.inf
+
+
+def test_lr_bound_config_refuses_nonsense():
+    from actionlab._checks import ValueCheckError
+
+    exp = get_experiment("lr-bound")
+    for bad in ({"widths": (0,)}, {"n_lrs": 0}, {"losses": ("hinge",)}, {"momenta": (-0.1,)}, {"batch_size": 0}):
+        with pytest.raises(ValueCheckError):
+            make_config(exp.config_cls, "quick", **bad)

@@ -72,15 +72,17 @@ def test_gauss_hermite_option_converges_for_small_q():
 
 @settings(max_examples=25, deadline=None)
 @given(a=st.floats(0.05, 20.0), c=st.floats(-0.999, 0.999))
-@pytest.mark.parametrize("name", ["erf", "relu", "linear"])
+@pytest.mark.parametrize("name", ["erf", "relu", "leaky_relu", "linear"])
 def test_closed_forms_against_quadrature(name, a, c):
-    """Appendix B (B.3, B.4, B.7–B.9, B.11, B.13–B.16) against the quadrature; relu's I_φ' corrected (B.12)."""
+    """Appendix B (B.3, B.4, B.7–B.9, B.11, B.13–B.16) against the quadrature; relu's I_φ' corrected (B.12);
+    leaky_relu from relu(u) − s·relu(−u)."""
     b = c * a
-    cf = mf.CLOSED_FORMS[name]
-    assert abs(cf["q_hat"](a) - mf.q_hat(name, a, closed_form=False)) < 1e-10 * max(1, a)
-    assert abs(cf["I"](a, b) - mf.I_phi(name, a, b, closed_form=False)) < 1e-10 * max(1, a)
-    assert abs(cf["I_d"](a, b) - mf.I_dphi(name, a, b, closed_form=False)) < 1e-10
-    assert abs(cf["I_d"](a, a) - mf.I_dphi(name, a, a, closed_form=False)) < 1e-10
+    cf = A.get(name)
+    assert cf.closed_forms == ("q_hat", "I_phi", "I_dphi")
+    assert abs(cf.q_hat(a) - mf.q_hat(name, a, closed_form=False)) < 1e-10 * max(1, a)
+    assert abs(cf.I_phi(a, b) - mf.I_phi(name, a, b, closed_form=False)) < 1e-10 * max(1, a)
+    assert abs(cf.I_dphi(a, b) - mf.I_dphi(name, a, b, closed_form=False)) < 1e-10
+    assert abs(cf.I_dphi(a, a) - mf.I_dphi(name, a, a, closed_form=False)) < 1e-10
 
 
 def test_relu_B12_has_a_spurious_factor_a():
@@ -124,7 +126,7 @@ def test_relu_recurrences_B9_B10():
 
 def test_predict_quick_check_papers_md():
     """papers.md: tanh, L=3, M=400, C=1, T=60, σ_w²=3, σ_b²=0.64 → m 0.00239, s 0.0581, λ_max 106.1."""
-    p = mf.predict("tanh", L=3, M=400, sigma_w2=3.0, sigma_b2=0.64, C=1, T=60)
+    p = mf.predict(mf.Architecture.uniform("tanh", L=3, M=400, C=1, sigma_w2=3.0, sigma_b2=0.64), T=60)
     assert p.widths == [400, 400, 400, 1]
     assert abs(p.m - 0.00239) / 0.00239 < 0.005
     assert abs(p.s - 0.0581) / 0.0581 < 0.005
@@ -133,7 +135,7 @@ def test_predict_quick_check_papers_md():
 
 
 def test_predict_identities():
-    p = mf.predict("erf", L=4, M=300, sigma_w2=2.0, sigma_b2=0.2, C=3, T=20, momentum=0.5)
+    p = mf.predict(mf.Architecture.uniform("erf", L=4, M=300, C=3, sigma_w2=2.0, sigma_b2=0.2), T=20, momentum=0.5)
     k1, k2, a, M, T, C = p.kappa1, p.kappa2, p.alpha, p.M, p.T, p.C
     assert math.isclose(p.m, C * k1 / M)
     assert math.isclose(p.s, a * C * ((T - 1) / T * k2**2 + k1**2 / T))
@@ -143,19 +145,25 @@ def test_predict_identities():
     assert p.lambda_max_lower <= p.lambda_max_upper
     assert p.fisher_rao <= p.fisher_rao_bound * (1 + 1e-12)
     # T = 1, C = 1: s = α κ₁² (A.3, end of outline)
-    q = mf.predict("tanh", L=3, M=100, sigma_w2=1.5, T=1)
+    q = mf.predict(mf.Architecture.uniform("tanh", L=3, M=100, sigma_w2=1.5), T=1)
     assert math.isclose(q.s, q.alpha * q.kappa1**2)
 
 
 def test_predict_errors():
+    with pytest.raises(ValueCheckError, match="Architecture"):
+        mf.predict("tanh")  # not an architecture
+    with pytest.raises(ValueCheckError, match="widths"):
+        mf.Architecture("tanh", (10,))  # fewer than two widths
+    with pytest.raises(ValueCheckError, match="alphas"):
+        mf.Architecture.uniform("tanh", L=3, M=10, alphas=(1.0,))
+    with pytest.raises(ValueCheckError, match="nope"):
+        mf.Architecture.uniform("nope", L=2, M=10)
+    with pytest.raises(ValueCheckError, match="sigma_w2"):
+        mf.Architecture("tanh", (5, 5, 1), sigma_w2=-1.0)
+    with pytest.raises(ValueCheckError, match="T must be"):
+        mf.predict(mf.Architecture.uniform("tanh", L=2, M=10), T=0)
     with pytest.raises(ValueCheckError):
-        mf.predict("tanh")  # neither widths nor M
-    with pytest.raises(ValueCheckError):
-        mf.predict("tanh", L=3, M=10, alphas=(1.0,))
-    with pytest.raises(ValueCheckError):
-        mf.predict("nope", L=2, M=10)
-    with pytest.raises(ValueCheckError):
-        mf.predict("tanh", L=2, M=10, q_hat0=0.1, q_hat0_st=0.5)
+        mf.predict(mf.Architecture.uniform("tanh", L=2, M=10), q_hat0=0.1, q_hat0_st=0.5)
     with pytest.raises(ValueCheckError):
         mf.eta_c(-1.0)
 
@@ -164,6 +172,31 @@ def test_predict_errors():
 def test_kinked_near_perfect_correlation(c):
     """The inner integral becomes a step of width √(1−c²): the graded mesh keeps the relu integrals exact."""
     a = 2.0
-    cf = mf.CLOSED_FORMS["relu"]
-    assert abs(mf.I_phi("relu", a, c * a, closed_form=False) - cf["I"](a, c * a)) < 1e-10
-    assert abs(mf.I_dphi("relu", a, c * a, closed_form=False) - cf["I_d"](a, c * a)) < 1e-10
+    cf = A.get("relu")
+    assert abs(mf.I_phi("relu", a, c * a, closed_form=False) - cf.I_phi(a, c * a)) < 1e-10
+    assert abs(mf.I_dphi("relu", a, c * a, closed_form=False) - cf.I_dphi(a, c * a)) < 1e-10
+
+
+def test_meanfield_uses_the_activation_closed_form_and_falls_back_to_quadrature():
+    """q_hat / I_phi / I_dphi ask the activation object: its closed form where it has one, quadrature otherwise."""
+    lr = A.get("leaky_relu", slope=0.3)
+    assert mf.q_hat(lr, 1.7) == lr.q_hat(1.7)  # the object's value, exactly
+    assert mf.I_dphi(lr, 1.7, 0.4) == lr.I_dphi(1.7, 0.4)
+    assert A.get("tanh").q_hat(1.0) is None and A.get("tanh").closed_forms == ()
+    assert mf.q_hat("tanh", 1.0) == mf.q_hat("tanh", 1.0, closed_form=False)  # quadrature fallback
+    g = mf.as_gauss_fn("relu")  # a GaussFn has no closed form: quadrature, which agrees with B.9
+    assert abs(mf.q_hat(g, 2.0) - 1.0) < 1e-12
+
+
+def test_architecture_and_short_repr():
+    arch = mf.Architecture.uniform("relu", L=3, M=50, C=4, alphas=(0.4, 1.0, 2.0), sigma_w2=2.0, sigma_b2=0.1)
+    assert arch.widths == (20, 50, 100, 4) and arch.L == 3 and arch.C == 4 and arch.M == 50
+    assert arch.num_weights == 20 * 50 + 50 * 100 + 100 * 4 and arch.num_params == arch.num_weights + 154
+    assert math.isclose(arch.alpha, arch.num_weights / 50**2)
+    assert mf.Architecture("tanh", [784, 200, 10]).M == 200  # reference width defaults to M_1
+    assert mf.Architecture("tanh", [784, 10]).M == 784  # L = 1: M_0
+    p = mf.predict(arch, T=7)
+    assert p.widths == [20, 50, 100, 4] and p.activation == "relu" and p.C == 4 and p.num_params == arch.num_params
+    text = repr(p)
+    assert "architecture=Architecture(…)" in text and "lambda_max=" in text and len(text.splitlines()) < 40
+    assert "<table>" in p._repr_html_()

@@ -157,3 +157,21 @@ def test_mlp_initialisation_statistics_and_structure():
         net(torch.randn(2, 7, dtype=torch.float64))
     with pytest.raises(ValueCheckError):
         MLP([5])
+
+
+def test_two_layer_and_expansion_params_share_one_shape_check():
+    from actionlab.expansion import as_params
+    from actionlab.models import check_two_layer
+
+    U, c, W, b = torch.zeros(3, 4), torch.zeros(3), torch.zeros(4, 5), torch.zeros(4)
+    assert check_two_layer(U, c, W, b) == (3, 4, 5)
+    p, m = as_params((U, c, W, b), activation="tanh"), TwoLayer(U, c, W, b, activation="tanh")
+    assert (p.M, p.H, p.E) == (m.M, m.H, m.E) == (3, 4, 5)
+    bad = [((U, torch.zeros(2), W, b), ShapeError, "inconsistent shapes"),
+           ((U, c, W, torch.zeros(4, 1)), ShapeError, "needs U"),
+           ((U, c, W.long(), b), ValueCheckError, "floating-point"),
+           ((U, c, W, torch.tensor([0.0, float("nan"), 0.0, 0.0])), ValueCheckError, "non-finite")]
+    for args, err, msg in bad:  # the same error, with the same words, from both
+        for build in (lambda a: TwoLayer(*a, activation="tanh"), lambda a: as_params(a, activation="tanh")):
+            with pytest.raises(err, match=msg):
+                build(args)

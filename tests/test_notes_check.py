@@ -1,4 +1,4 @@
-"""`actionlab notes-check` and `actionlab expand`: the claim rows, their verdicts and the run folders."""
+"""The `notes-check` and `expand` experiments: the claim rows, their verdicts and the run folders."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import pytest
 
 from actionlab.cli import main
-from actionlab.commands.notes_check import run_notes_check
+from actionlab.experiments.notes_check import NotesCheckConfig, check_note_claims, run_notes_check
 
 EXPECTED = {
     "S0": "holds",
@@ -37,7 +37,7 @@ RATIOS = {"S2.UW": 2.0, "S3.(U·b)·c": 6.0, "S3.(U·W)·c": 6.0, "S3.U·W·b": 
 
 @pytest.fixture(scope="module")
 def rows():
-    r, info = run_notes_check(seed=1, random_shape=(5, 4, 3, 12), fashion=False)
+    r, info = run_notes_check(NotesCheckConfig(random_shape=(5, 4, 3, 12), fashion=False), seed=1)
     return {x["id"]: x for x in r}
 
 
@@ -78,7 +78,8 @@ def test_cli_writes_markdown_and_json(tmp_path, capsys):
 def test_notes_check_on_fashion_mnist(tmp_path):
     pytest.importorskip("actionlab.data")
     try:
-        r, info = run_notes_check(seed=0, random_shape=(4, 3, 3, 10), fashion=True, per_class=20, hidden=8)
+        r, info = run_notes_check(NotesCheckConfig(random_shape=(4, 3, 3, 10), fashion=True, per_class=20, hidden=8),
+                                  seed=0)
     except Exception as exc:  # data files missing on this machine
         if "DataError" in type(exc).__name__:
             pytest.skip(str(exc))
@@ -105,3 +106,61 @@ def test_expand_cli(tmp_path):
                  "--order", "3", "--out", str(out2)]) == 0
     res2 = json.loads((out2 / "results.json").read_text())["results"]
     assert res2["terms"] is None and "not analytic" in res2["terms_note"]
+
+
+def test_notes_check_is_a_registered_experiment_with_claim_ids_and_strength(tmp_path):
+    from actionlab.experiments import get_experiment
+
+    exp = get_experiment("notes-check")
+    assert exp.sources == ("000", "001", "002") and exp.config_cls is NotesCheckConfig
+    out = tmp_path / "nc"
+    assert main(["notes-check", "--no-fashion", "--random-shape", "4", "3", "3", "10", "--seed", "2", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    claims = {c["id"]: c for c in res["claims"]}
+    assert claims["notes-check.S2.UW"]["verdict"] == "does not hold"
+    # an exact check that is decided is firm under the default preset; its evidence names the problem
+    assert claims["notes-check.S2.UW"]["strength"] == "firm"
+    ev = claims["notes-check.S2.UW"]["evidence"]
+    assert ev["preset"] == "default" and ev["seed"] == 2 and ev["problems"]["random"] == {"M": 4, "H": 3, "E": 3, "N": 40}
+    assert res["provenance"]["command"] == f"actionlab notes-check --no-fashion --random-shape 4 3 3 10 --seed 2 --out {out}"
+    # the quick preset downgrades every claim to indicative
+    q = tmp_path / "q"
+    assert main(["notes-check", "--quick", "--no-fashion", "--random-shape", "4", "3", "3", "10", "--out", str(q)]) == 0
+    quick = json.loads((q / "results.json").read_text())
+    assert quick["preset"] == "quick" and {c["strength"] for c in quick["claims"]} == {"indicative"}
+    assert [c["verdict"] for c in quick["claims"]] == [c["verdict"] for c in res["claims"]]
+
+
+def test_random_shape_takes_exactly_four_values(tmp_path, capsys):
+    import pytest as _pytest
+
+    with _pytest.raises(SystemExit) as exc:
+        main(["notes-check", "--no-fashion", "--random-shape", "4", "3", "--out", str(tmp_path / "x")])
+    assert exc.value.code == 2 and "expected 4 arguments" in capsys.readouterr().err
+    from actionlab.experiments import make_config
+    from actionlab._checks import ValueCheckError
+
+    with _pytest.raises(ValueCheckError, match="exactly 4 values"):
+        make_config(NotesCheckConfig, random_shape=(4, 3, 3))
+    assert not (tmp_path / "x").exists()
+
+
+def test_check_note_claims_on_unbalanced_data_leaves_balance_claims_undecided():
+    """S_1 = 0 and the absent U·b terms assume p(α) = 1/M: on unbalanced data they are not decided (holds None),
+    and the exact S_1 equals −Σ_α (p(α) − 1/M) c_α (independent float64 arithmetic)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(3)
+    M, H, E = 3, 4, 2
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2, 2])
+    z = torch.randn(len(labels), E, dtype=torch.float64, generator=gen)
+    theta = {"U": torch.randn(M, H, dtype=torch.float64, generator=gen) * 0.3,
+             "c": torch.randn(M, dtype=torch.float64, generator=gen) * 0.3,
+             "W": torch.randn(H, E, dtype=torch.float64, generator=gen) * 0.3,
+             "b": torch.randn(H, dtype=torch.float64, generator=gen) * 0.3}
+    checks = {c.id: c for c in check_note_claims(z, labels, theta)}
+    for cid in ("S1", "S2.Ub", "S3.Ubb"):
+        assert checks[cid].holds is None, cid
+    p = torch.bincount(labels, minlength=M).double() / len(labels)
+    assert abs(checks["S1"].exact - float(-((p - 1 / M) * theta["c"]).sum())) < 1e-12
+    assert checks["S0"].holds is True and abs(checks["S0"].exact - math.log(M)) < 1e-12

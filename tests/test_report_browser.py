@@ -137,6 +137,22 @@ def check_report_in_browser(browser, html_path: Path, expected_figures: int) -> 
     )
     assert dangling == []
 
+    # figures are legible: a figure of 640 px or more fills the page's column, and a click on any
+    # figure enlarges it to the window (a CSS toggle, no script); a second click closes it
+    column = page.evaluate("() => document.querySelector('main').clientWidth")
+    for handle in page.query_selector_all("figure img.full"):
+        assert handle.bounding_box()["width"] >= 0.9 * (column - 64), (handle.bounding_box(), column)
+    first = page.query_selector("figure img")
+    if first is not None:
+        first.scroll_into_view_if_needed()
+        before = first.bounding_box()
+        first.click()
+        zoomed = first.bounding_box()
+        assert zoomed["width"] >= 1280 - 2 and zoomed["height"] >= 900 - 2, zoomed
+        first.click()
+        after = first.bounding_box()
+        assert abs(after["width"] - before["width"]) < 1, (before, after)
+
     assert console_errors == [], console_errors
     assert page_errors == [], page_errors
     assert failed == [] and outgoing == [], (failed, outgoing)

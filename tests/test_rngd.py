@@ -310,3 +310,81 @@ def test_schedule_arguments_are_checked():
             RNGD(_net(), shared_block_size=bad)
         with pytest.raises(ValueCheckError, match="metric_every"):
             RNGD(_net(), metric_every=bad)
+
+
+def _as_linear(W, b):
+    lin = nn.Linear(W.shape[1], W.shape[0]).to(DT)
+    with torch.no_grad():
+        lin.weight.copy_(W)
+        lin.bias.copy_(b)
+    return lin
+
+
+@pytest.mark.parametrize("act,first_layer", [("sigmoid", "per_neuron"), ("tanh", "per_neuron"), ("relu", "per_neuron"),
+                                             ("silu", "shared")])
+def test_two_layer_step_equals_dense_metric_inverse_times_gradient(act, first_layer):
+    """RNGD on actionlab's own TwoLayer f = U σ(W z + b) + c: layers (W, b) on z and (U, c) on h = σ(W z + b);
+    the step equals −lr·G⁻¹g with G built by autodiff / enumeration from the definition (as above)."""
+    from actionlab.models import TwoLayer
+
+    g = torch.Generator().manual_seed(21)
+    model = TwoLayer.random(M=2, H=3, E=3, activation=act, scale=0.8, generator=g, dtype=DT)
+    z = torch.randn(7, 3, generator=g, dtype=DT)
+    y = torch.randint(0, 2, (7,), generator=g)
+    lam, lr = 0.03, 0.1
+    opt = RNGD(model, lr=lr, decay=0.0, damping=lam, inverse_every=1, first_layer=first_layer)
+    assert [s.kind for s in opt.specs] == [first_layer, "shared"]
+    lins = [_as_linear(model.W.detach(), model.b.detach()), _as_linear(model.U.detach(), model.c.detach())]
+    inputs = [z, model.activation(z @ model.W.T + model.b).detach()]  # h, computed independently of the hook
+    before = [_flat_params(l) for l in lins]
+    opt.zero_grad()
+    F.cross_entropy(model(z), y).backward()
+    grads = [torch.cat([model.W.grad, model.b.grad[:, None]], 1).reshape(-1).clone(),
+             torch.cat([model.U.grad, model.c.grad[:, None]], 1).reshape(-1).clone()]
+    opt.step()
+    after = [torch.cat([model.W, model.b[:, None]], 1).reshape(-1).detach(),
+             torch.cat([model.U, model.c[:, None]], 1).reshape(-1).detach()]
+    for lin, xin, gr, b0, b1, kind, a in zip(lins, inputs, grads, before, after, [first_layer, "shared"], [act, None]):
+        m, d = lin.weight.shape[0], lin.weight.shape[1] + 1
+        G = _fisher_block_reference(kind, a, xin, lin)
+        expected = torch.linalg.solve(_damped_dense(G, m, d, lam), gr)
+        assert torch.allclose((b0 - b1) / lr, expected, atol=1e-10, rtol=1e-10), ((b0 - b1) / lr - expected).abs().max()
+
+
+def test_two_layer_trains_and_eval_pass_is_not_captured():
+    from actionlab.models import TwoLayer
+
+    g = torch.Generator().manual_seed(3)
+    model = TwoLayer.glorot(M=3, H=16, E=4, activation="tanh", generator=g, dtype=DT)
+    X = torch.randn(96, 4, generator=g, dtype=DT)
+    Y = (X[:, 0] > 0).long() + (X[:, 1] > 0.5).long()
+    opt = RNGD(model, lr=0.2, inverse_every=5, first_layer="per_neuron")
+    losses = []
+    for _ in range(60):
+        model.train()
+        opt.zero_grad()
+        loss = F.cross_entropy(model(X), Y)
+        loss.backward()
+        model.eval()
+        with torch.no_grad():
+            model(X[:2])  # must not replace the captured batch (shapes would not match the gradient's metric)
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert opt.metric(0).shape == (16, 5, 5) and opt.metric(1).shape == (17, 17)
+    assert "affine(4→16) per_neuron" in repr(opt)
+
+
+def test_activation_modules_map_through_activations_from_module():
+    """RNGD's ν comes from activations.from_module(...).smoothed(relu_omega); unknown modules name the module."""
+    from actionlab import activations as A
+
+    net = nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(0.2), nn.Linear(4, 4), nn.Softplus(beta=2.0), nn.Linear(4, 4),
+                        nn.ELU(0.5), nn.Linear(4, 2)).to(DT)
+    opt = RNGD(net, relu_omega=0.25, first_layer="per_neuron")  # ω of relu layers; Softplus(β) has ω = 1/β
+    assert [s.activation for s in opt.specs] == [A.get("relu_omega", omega=0.25, iota=0.2),
+                                                 A.get("relu_omega", omega=0.5, iota=0.0), A.get("elu", alpha=0.5), None]
+    with pytest.raises(ValueCheckError, match="Hardtanh.*nn.Softplus"):
+        RNGD(nn.Sequential(nn.Linear(3, 4), nn.Hardtanh(), nn.Linear(4, 2)))
+    with pytest.raises(ValueCheckError, match="approximate"):
+        RNGD(nn.Sequential(nn.Linear(3, 4), nn.GELU(approximate="tanh"), nn.Linear(4, 2)))

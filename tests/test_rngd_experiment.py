@@ -79,3 +79,10 @@ def test_speed_goal_claim_is_judged_on_the_goal_network(ratios, verdict):
     assert len(goal) == 1
     assert goal[0].verdict == verdict
     assert goal[0].measured == {a: round(r, 2) for a, r in ratios.items()}
+
+
+@pytest.mark.parametrize("bad", [{"batch_size": 0}, {"epochs": 0}, {"lr_sgd": (float("nan"),)}, {"lr_rngd": ()},
+                                 {"optimizers": ("lbfgs",)}, {"rngd_decay": 1.5}, {"divergence_factor": 1.0}])
+def test_config_refuses_nonsense_before_any_work(bad):
+    with pytest.raises(ValueCheckError):
+        make_config(RngdMnistConfig, "quick", **bad)

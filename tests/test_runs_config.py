@@ -102,3 +102,73 @@ def test_every_registered_experiment_is_well_formed():
         assert exp.help, name
         assert all(s in {"000", "001", "002", "003", "004"} for s in exp.sources), name
     assert EXPERIMENTS is load_all()
+
+
+def test_folder_state_and_markers(tmp_path):
+    from actionlab.runs import FAILED, RUNNING, failure_text, folder_state, mark_failed
+
+    f = tmp_path / "r"
+    assert folder_state(f) == "absent"
+    assert mark_failed(f, "boom") is None and not f.exists()  # no folder is made for a failure before any work
+    run = RunFolder(f, experiment="unit", config={"a": 1})
+    assert folder_state(f) == "running" and (f / RUNNING).exists()
+    marker = mark_failed(f, "ValueError: boom", command="actionlab unit --out r")
+    assert marker == f / FAILED and folder_state(f) == "failed" and not (f / RUNNING).exists()
+    assert failure_text(f) == "actionlab unit --out r\n\nValueError: boom"
+    run = RunFolder(f, experiment="unit", config={"a": 1})  # a new run in the same folder clears FAILED
+    assert not (f / FAILED).exists() and folder_state(f) == "running"
+    run.finish({"x": 1})
+    assert folder_state(f) == "finished" and failure_text(f) is None
+    (tmp_path / "empty").mkdir()
+    assert folder_state(tmp_path / "empty") == "incomplete"
+    assert mark_failed(tmp_path / "new", "x", create=True) is not None and folder_state(tmp_path / "new") == "failed"
+
+
+def test_run_folder_takes_run_options_and_downgrades_quick_claims(tmp_path):
+    firm = Claim("001", "S_0 = ln M", math.log(10), math.log(10), "holds", "exact", id="unit.s0", strength="firm",
+                 evidence={"tolerance": 1e-12})
+    opts = RunOptions(out=tmp_path / "q", seed=4, dtype="float64", preset="quick", command="actionlab unit --quick")
+    run = RunFolder(opts, experiment="unit", config={"a": 1})
+    kept = run.add_claim(firm)
+    assert kept.strength == "indicative" and firm.strength == "firm"  # the caller's claim is not changed
+    run.finish({"x": 1})
+    payload = json.loads((tmp_path / "q" / "results.json").read_text())
+    assert payload["preset"] == "quick" and payload["claims"][0]["strength"] == "indicative"
+    assert payload["claims"][0]["id"] == "unit.s0" and payload["claims"][0]["evidence"] == {"tolerance": 1e-12}
+    prov = payload["provenance"]
+    assert prov["command"] == "actionlab unit --quick" and prov["seed"] == 4 and prov["dtype"] == "float64"
+    # the default preset keeps a firm claim firm; a run started from Python records no command
+    run = RunFolder(RunOptions(out=tmp_path / "d", preset="default"), experiment="unit")
+    run.add_claim(firm)
+    run.finish({})
+    d = json.loads((tmp_path / "d" / "results.json").read_text())
+    assert d["claims"][0]["strength"] == "firm"
+    run = RunFolder(tmp_path / "p", experiment="unit")
+    run.finish({})
+    assert json.loads((tmp_path / "p" / "provenance.json").read_text())["command"] is None
+    with pytest.raises(ValueError, match="options.out is None"):
+        RunFolder(RunOptions(), experiment="unit")
+
+
+def test_param_help_range_and_length():
+    from actionlab.experiments import param
+    from actionlab.experiments._registry import check_config
+
+    @dataclass
+    class Cfg:
+        shape: tuple[int, ...] = param((2, 3), "two sizes", min=1, length=2)
+        rate: float = param(0.1, "a rate", min=0, exclusive_min=True)
+        name: str | None = param(None, "optional name", choices=("a", "b"))
+
+    assert make_config(Cfg).shape == (2, 3)
+    with pytest.raises(ValueCheckError, match="--shape takes exactly 2 values"):
+        make_config(Cfg, shape=(1, 2, 3))
+    with pytest.raises(ValueCheckError, match="--shape must be >= 1 \\(a positive integer\\), got 0"):
+        make_config(Cfg, shape=(1, 0))
+    with pytest.raises(ValueCheckError, match="--rate must be > 0 \\(positive\\)"):
+        make_config(Cfg, rate=0.0)
+    with pytest.raises(ValueCheckError, match="--name 'c' is not one of: a, b"):
+        make_config(Cfg, name="c")
+    assert check_config(Cfg(name="a")).name == "a"
+    with pytest.raises(TypeError, match="help"):
+        param(1, "")

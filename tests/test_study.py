@@ -17,9 +17,10 @@ from typing import ClassVar
 import pytest
 
 from actionlab._checks import ValueCheckError
+from actionlab.config import RunOptions
 from actionlab.experiments._registry import Experiment
 from actionlab.runs import Claim, RunFolder
-from actionlab.study import load_study, plan_study, run_state, run_study
+from actionlab.study import decide, load_study, plan_study, run_state, run_study
 
 
 @dataclass
@@ -54,8 +55,8 @@ def make_experiment(
 
     def run(config, options):
         if calls is not None:
-            calls.append((name, config.n, options.seed, list(sys.argv)))
-        folder = RunFolder(options.out, experiment=name, config=config, seed=options.seed,
+            calls.append((name, config.n, options.seed, options.command))
+        folder = RunFolder(options, experiment=name, config=config,
                            data={"name": "synthetic", "n": config.n})
         if fail is not None:
             raise fail
@@ -89,7 +90,7 @@ def test_runs_in_registry_order_with_preset_and_writes_study_json(tmp_path):
         make_experiment("alpha", order=5, calls=calls),
         make_experiment("beta", order=5, calls=calls, sources=("004",)),
     )
-    study = run_study(tmp_path, preset="quick", experiments=reg, seed=3, progress=False, log=lambda s: None)
+    study = run_study(tmp_path, preset="quick", experiments=reg, progress=False, log=lambda s: None, options=RunOptions(seed=3))
     # order: by `order`, then name
     assert [c[0] for c in calls] == ["zeta", "alpha", "beta"]
     assert all(c[1] == 3 for c in calls)  # the quick preset's n
@@ -112,10 +113,10 @@ def test_provenance_records_the_single_experiment_command(tmp_path):
     calls: list = []
     argv_before = list(sys.argv)
     run_study(tmp_path, preset="quick", experiments=registry(make_experiment("alpha", calls=calls)),
-              seed=5, progress=False, log=lambda s: None)
-    assert sys.argv == argv_before  # restored
+              options=RunOptions(seed=5), progress=False, log=lambda s: None)
+    assert sys.argv == argv_before  # untouched: the command reaches the experiment through options.command
     expected = f"actionlab alpha --preset quick --out {tmp_path / 'alpha'} --seed 5 --device cpu --dtype float32"
-    assert " ".join(calls[0][3]) == expected
+    assert calls[0][3] == expected
     prov = json.loads((tmp_path / "alpha" / "provenance.json").read_text())
     assert prov["command"] == expected and prov["seed"] == 5
     assert load_study(tmp_path).entry("alpha").command == expected
@@ -144,11 +145,11 @@ def test_changed_preset_or_seed_reruns(tmp_path):
     study = run_study(tmp_path, preset="default", experiments=reg, progress=False, log=lambda s: None)
     assert [c[1] for c in calls] == [3, 10]
     assert study.entry("alpha").status == "done" and "configuration changed (n)" in study.entry("alpha").note
-    study = run_study(tmp_path, preset="default", seed=1, experiments=reg, progress=False, log=lambda s: None)
+    study = run_study(tmp_path, preset="default", experiments=reg, progress=False, log=lambda s: None, options=RunOptions(seed=1))
     assert len(calls) == 3 and "seed changed" in study.entry("alpha").note
-    study = run_study(tmp_path, preset="default", seed=1, dtype="float64", experiments=reg, progress=False, log=lambda s: None)
+    study = run_study(tmp_path, preset="default", experiments=reg, progress=False, log=lambda s: None, options=RunOptions(seed=1, dtype="float64"))
     assert len(calls) == 4 and "dtype changed" in study.entry("alpha").note
-    study = run_study(tmp_path, preset="default", seed=1, dtype="float64", experiments=reg, progress=False, log=lambda s: None)
+    study = run_study(tmp_path, preset="default", experiments=reg, progress=False, log=lambda s: None, options=RunOptions(seed=1, dtype="float64"))
     assert len(calls) == 4 and study.entry("alpha").status == "cached"
 
 
@@ -201,7 +202,10 @@ def test_failing_experiment_is_recorded_and_the_others_go_on(tmp_path):
     assert broken["error"] == "RuntimeError: the Hessian is not symmetric"
     assert "Traceback (most recent call last)" in broken["traceback"] and "the Hessian is not symmetric" in broken["traceback"]
     assert run_state(tmp_path / "broken") == "failed"
-    assert "the Hessian is not symmetric" in (tmp_path / "broken" / "ERROR.txt").read_text()
+    failed = (tmp_path / "broken" / "FAILED").read_text()
+    assert "the Hessian is not symmetric" in failed
+    assert failed.startswith(f"actionlab broken --preset quick --out {tmp_path / 'broken'} --seed 0")
+    assert not (tmp_path / "broken" / "RUNNING").exists()
     assert run_state(tmp_path / "gamma") == "finished"
     assert any("broken: FAILED" in ln for ln in lines) and sum("done in" in ln for ln in lines) == 2
     # a later study retries the failed one only
@@ -213,7 +217,7 @@ def test_failing_experiment_is_recorded_and_the_others_go_on(tmp_path):
 
 def test_experiment_that_forgets_to_finish_is_a_failure(tmp_path):
     def run(config, options):
-        RunFolder(options.out, experiment="lazy", config=config)  # never finished
+        RunFolder(options, experiment="lazy", config=config)  # never finished
 
     reg = {"lazy": Experiment("lazy", FakeConfig, run, "never finishes", ("000",))}
     study = run_study(tmp_path, preset="quick", experiments=reg, progress=False, log=lambda s: None)
@@ -309,45 +313,54 @@ def test_real_registry_demo(tmp_path):
     assert again.entry("demo").status == "cached"
 
 
-def test_hand_written_command_with_study_dict_runs_through_the_cli(tmp_path, monkeypatch):
-    """A command that opts in with ``STUDY = {...}`` runs as `actionlab NAME ARGS --out … --seed …` in the study."""
-    import types
+def test_decide_reads_the_folder_state(tmp_path):
+    """`decide` only decides (nothing is run or deleted): absent → run, finished → keep, the rest → run again."""
+    opts = RunOptions(seed=0)
+    cfg = FakeConfig(n=3)
+    folder = tmp_path / "alpha"
+    assert decide(folder, cfg, opts) == type(decide(folder, cfg, opts))(True, "")
+    RunFolder(RunOptions(out=folder, seed=0), "alpha", cfg).finish({"n": 3})
+    assert decide(folder, cfg, opts).run is False
+    assert decide(folder, cfg, opts, rerun=True).reason == "rerun: asked for"
+    assert decide(folder, FakeConfig(n=4), opts).reason == "rerun: configuration changed (n)"
+    assert decide(folder, cfg, RunOptions(seed=2)).reason == "rerun: seed changed (0 -> 2)"
+    assert decide(folder, cfg, RunOptions(dtype="float64")).reason == "rerun: dtype changed (float32 -> float64)"
+    RunFolder(folder, "alpha", cfg)  # opened again and never finished
+    assert decide(folder, cfg, opts).reason == "restarted: the previous run was interrupted"
+    from actionlab.runs import mark_failed
 
-    from actionlab.experiments import load_all
-    from actionlab.experiments._registry import EXPERIMENTS
-    from actionlab.study import CommandExperiment, study_members
+    mark_failed(folder, "RuntimeError: boom")
+    d = decide(folder, cfg, opts)
+    assert d.run and d.reason == "retried: the previous run failed" and run_state(folder) == "failed"
+    assert (folder / "results.json").exists()  # deciding touches nothing
 
-    load_all()
-    calls: list = []
-    # the command the wrapper calls: any CLI subcommand that writes a run folder at --out
-    monkeypatch.setitem(EXPERIMENTS, "fake-cmd-target", make_experiment("fake-cmd-target", calls=calls, sources=("002",)))
-    module = types.ModuleType("fake_cmd", "``actionlab fake-cmd-target``: a command that checks a sum.\n\nMore text.")
-    module.STUDY = {"sources": ("002",), "order": 7, "presets": {"quick": ["--n", "4"], "default": []}}
-    cmd = CommandExperiment.from_module("fake-cmd-target", module)
-    assert cmd.help == "a command that checks a sum." and cmd.sources == ("002",) and cmd.order == 7
-    study = run_study(tmp_path, preset="quick", seed=2, experiments=[cmd], progress=False, log=lambda s: None)
-    entry = study.entry("fake-cmd-target")
-    assert entry.status == "done", entry.traceback
-    assert calls[0][1] == 4 and calls[0][2] == 2  # the preset's argument and the seed reached the command
-    expected = f"actionlab fake-cmd-target --n 4 --out {tmp_path / 'fake-cmd-target'} --seed 2 --device cpu --dtype float32"
-    assert entry.command == expected
-    assert json.loads((tmp_path / "fake-cmd-target" / "provenance.json").read_text())["command"] == expected
-    # a command that exits non-zero is a recorded failure carrying its error message
-    module.STUDY = {"presets": {"quick": ["--n", "-1", "--dtype", "float16"]}}
-    bad = CommandExperiment.from_module("fake-cmd-target", module)
-    study = run_study(tmp_path / "bad", preset="quick", experiments=[bad], progress=False, log=lambda s: None)
-    assert study.entry("fake-cmd-target").status == "failed"
-    assert "exited with status 2" in study.entry("fake-cmd-target").error
-    assert "invalid choice: 'float16'" in study.entry("fake-cmd-target").traceback
-    # the real commands that opt in are members of the study, beside the registered experiments
+
+def test_members_are_the_registered_experiments_and_commands_import_nothing_from_cli():
+    """`expand` and `notes-check` are registered experiments (members like the others); `actionlab.commands`
+    keeps only data, study and report, and none of them imports the CLI."""
+    import ast
+    import pathlib
+
     import actionlab.commands as commands_pkg
-    import importlib
-    import pkgutil
+    from actionlab.experiments import load_all
+    from actionlab.study import study_members
 
     members = study_members()
-    assert set(load_all()) <= set(members)
-    for mod in pkgutil.iter_modules(commands_pkg.__path__):
-        m = importlib.import_module(f"actionlab.commands.{mod.name}")
-        if isinstance(getattr(m, "STUDY", None), dict):
-            member = members[mod.name.replace("_", "-")]
-            assert member.sources == tuple(m.STUDY.get("sources", ()))
+    assert set(members) == set(load_all())
+    assert members["expand"].sources == ("000", "001") and members["notes-check"].sources == ("000", "001", "002")
+    folder = pathlib.Path(commands_pkg.__file__).parent
+    assert sorted(f.stem for f in folder.glob("*.py") if f.stem != "__init__") == ["data", "report", "study"]
+    for f in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n == "actionlab.cli" or n.startswith("actionlab.cli.") for n in names), f"{f.name} imports the CLI"
+
+
+def test_a_user_error_in_an_experiment_is_a_recorded_failure(tmp_path):
+    reg = registry(make_experiment("picky", fail=ValueCheckError("--n must be even; pass --n 4")))
+    study = run_study(tmp_path, preset="quick", experiments=reg, progress=False, log=lambda s: None)
+    entry = study.entry("picky")
+    assert entry.status == "failed" and entry.error == "ValueCheckError: --n must be even; pass --n 4"
+    assert run_state(tmp_path / "picky") == "failed" and not (tmp_path / "picky" / "RUNNING").exists()
+    assert "--n must be even" in (tmp_path / "picky" / "FAILED").read_text()

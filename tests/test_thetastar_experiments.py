@@ -17,7 +17,7 @@ import torch
 
 from actionlab.config import RunOptions
 from actionlab.experiments import get_experiment, make_config
-from actionlab.experiments._thetastar import _j_direct, dominance, gaussianity, looks_gaussian_centred
+from actionlab.experiments._trained import dominance, gaussianity, looks_gaussian_centred
 from actionlab.experiments.conjecture import radius_estimate
 from actionlab.experiments.early_stop import compare_rule, first_nonpositive
 from actionlab.experiments.j_stats import range_matches
@@ -53,8 +53,11 @@ def test_direct_j_equals_expansion_j_tensor():
     g = torch.Generator().manual_seed(0)
     z = torch.randn(60, 5, generator=g, dtype=torch.float64)
     y = torch.arange(60) % 3
+    # the class-conditional moments, computed directly: J_α = E_p[z] − E_{p|α}[z], J_αγδ = E_p[z z] − E_{p|α}[z z]
+    direct = {1: torch.stack([z.mean(0) - z[y == a].mean(0) for a in range(3)]),
+              2: torch.stack([z.T @ z / len(z) - z[y == a].T @ z[y == a] / int((y == a).sum()) for a in range(3)])}
     for n in (1, 2):
-        torch.testing.assert_close(_j_direct(z, y, n, 3), j_tensor(z, y, n))
+        torch.testing.assert_close(direct[n], j_tensor(z, y, n, num_classes=3))
     # by hand, one entry: J_{α γ δ} = E_p[z_γ z_δ] − E_{p|α}[z_γ z_δ]
     want = (z[:, 1] * z[:, 2]).mean() - (z[y == 2, 1] * z[y == 2, 2]).mean()
     assert float(j_tensor(z, y, 2)[2, 1, 2]) == pytest.approx(float(want), rel=1e-12)
@@ -174,7 +177,7 @@ def test_conjecture_quick_partial_sums_and_first_order(tmp_path, cache_dir):
     # inside the radius the true series converges to the exact S(tθ*)
     t = np.array(res.t)
     i = int(np.argmin(abs(t - min(0.2, res.radius_t / 2))))
-    K = max(k for k in res.curves if k.startswith("taylor K="))
+    K = max((k for k in res.curves if k.startswith("taylor K=")), key=lambda k: int(k.split("=")[1]))  # by order, not as text
     assert res.curves[K][i] == pytest.approx(res.exact[i], rel=1e-3)
     assert res.exact[0] == pytest.approx(math.log(10), rel=1e-12)
     assert res.exact[-1] == pytest.approx(res.S_star, rel=1e-9)
@@ -228,3 +231,41 @@ def test_early_stop_quick_rule_fires_on_overfitting(tmp_path, cache_dir):
     assert c["raw"]["S_E_at_rule"] >= c["min_S_E"] - 1e-12
     # the trace's dot products are those of full gradients: cosine in [−1, 1]
     assert all(-1.0 - 1e-9 <= x <= 1.0 + 1e-9 for x in tr["cosine"])
+
+
+def test_early_stop_config_refuses_nonsense():
+    from actionlab._checks import ValueCheckError
+
+    exp = get_experiment("early-stop")
+    for bad in ({"sizes": ()}, {"steps": 0}, {"smoothing": 1.0}, {"lr": 0.0}, {"optimizer": "lbfgs"}, {"embedding": "x"}):
+        with pytest.raises(ValueCheckError):
+            make_config(exp.config_cls, "quick", **bad)
+
+
+def test_scaling_figure_log_axis_survives_zero_l_inf():
+    from actionlab.experiments.scaling import PowerLawFit, ScalingConfig, ScalingResult, _figure
+
+    hs = [8, 16, 32, 64]
+    loss = [2.0 * h ** -0.5 for h in hs]  # an exact power law with L∞ = 0
+    res = ScalingResult([4], hs, losses={"4": [loss, loss]}, power_law={"4": True})
+    res.fits["4"] = PowerLawFit(2.0, 0.5, 0.0, 0.1, 0.01, 0.0, 0.0, 2, 0.0, 1.0, 0.0)
+    figs = {}
+    _figure(type("RF", (), {"save_figure": lambda self, fig, name: figs.setdefault(name, fig)})(), res, ScalingConfig())
+    ax = figs["scaling_loglog"].axes[0]
+    lo, hi = ax.get_ylim()
+    assert 0 < lo < min(loss) and max(loss) < hi < 10 * max(loss)  # the measured losses fill the axis
+    assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title() and ax.get_legend() is not None
+    assert "L∞" not in [t.get_text() for t in ax.get_legend().get_texts()]  # no L∞ line at 0 on a log axis
+
+
+def test_histogram_figure_uses_auto_bins_and_labels_axes():
+    from actionlab.experiments._trained import histogram_figure
+
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=5000))
+    fig = histogram_figure({"x": x}, "title")
+    ax = fig.axes[0]
+    n_bins = len(ax.patches)
+    assert n_bins == len(np.histogram_bin_edges(x.numpy()[(x.numpy() >= np.quantile(x.numpy(), 0.0005))
+                                                         & (x.numpy() <= np.quantile(x.numpy(), 0.9995))],
+                                                bins="auto")) - 1
+    assert ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is not None

@@ -13,7 +13,10 @@ from actionlab.models import MLP, TwoLayer, action
 from actionlab.train import (
     GradientAlignmentStop,
     History,
+    OptimizerSpec,
     StopAfter,
+    Trainer,
+    TrainSpec,
     evaluate,
     fit,
     full_gradient,
@@ -197,8 +200,10 @@ def test_callbacks_stop_and_max_steps():
 def test_non_finite_loss_stops_with_reason():
     z, y = blobs(100, seed=12)
     model = two_layer()
-    # an absurd SGD step on the squared loss blows the weights up within a few steps
-    h = fit(model, (z, y), optimizer="sgd", lr=1e6, loss="mse", epochs=20, batch_size=10, progress=False)
+    # an absurd SGD step on the squared loss blows the weights up within a few steps (the growth guard is
+    # switched off here so that the non-finite test itself is exercised; see test_divergence_factor_*)
+    h = fit(model, (z, y), optimizer="sgd", lr=1e6, loss="mse", epochs=20, batch_size=10, progress=False,
+            divergence_factor=None)
     assert h.stopped_early and h.diverged
     assert "non-finite" in h.stop_reason
     assert h.steps_done < 200
@@ -377,3 +382,123 @@ def test_fit_accepts_datasets_and_a_progress_bar(capsys):
     assert rule.records[0].step == 0 and rule.records[-1].step == 40
     assert all(r.dot > 0 for r in rule.records)  # two epochs in: no overfitting yet
     assert "Traceback" not in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# the trainer's separate steps and the divergence guard (issues 12 and 15)
+# ---------------------------------------------------------------------------------------------
+def test_divergence_factor_stops_adam_before_the_bad_update():
+    z, y = blobs(100, seed=23)
+    model = two_layer(seed=8)
+    h = fit(model, (z, y), optimizer="adam", lr=1e6, epochs=20, batch_size=10, progress=False)
+    assert h.diverged and h.stopped_early
+    assert "divergence_factor = 1000" in h.stop_reason and "not applied" in h.stop_reason
+    assert h.steps_done < 200
+    # the refused update was not applied: the parameters are those after steps_done steps without the guard
+    ref = two_layer(seed=8)
+    fit(ref, (z, y), optimizer="adam", lr=1e6, epochs=20, batch_size=10, progress=False,
+        max_steps=h.steps_done, divergence_factor=None)
+    assert torch.equal(params_of(model), params_of(ref))
+    # without the guard the same run "completes" with an enormous loss — the case the guard is for
+    free = fit(two_layer(seed=8), (z, y), optimizer="adam", lr=1e6, epochs=2, batch_size=10, progress=False,
+               divergence_factor=None)
+    assert not free.diverged and free.train_loss[-1] > 1e3 * free.train_loss[0]
+    # a larger factor lets training run longer before it stops
+    h_big = fit(two_layer(seed=8), (z, y), optimizer="adam", lr=1e6, epochs=20, batch_size=10, progress=False,
+                divergence_factor=1e12)
+    assert h_big.steps_done >= h.steps_done
+    with pytest.raises(ValueCheckError, match="divergence_factor"):
+        TrainSpec(divergence_factor=0.5)
+
+
+def test_divergence_factor_on_the_full_data_loss():
+    z, y = blobs(100, seed=24)
+
+    class Grows(torch.nn.Module):  # finite, modest mini-batch losses; the full-data loss explodes after 3 steps
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(8, 3))
+            self.calls = 0
+
+        def forward(self, x):
+            if self.training:
+                self.calls += 1
+                return x @ self.w
+            return x @ self.w + (torch.tensor([1e6, 0.0, 0.0]) if self.calls >= 3 else 0.0)
+
+    h = fit(Grows(), (z, y), optimizer="sgd", lr=1e-3, epochs=5, batch_size=10, eval_every=1, progress=False)
+    assert h.diverged and h.stopped_early and h.steps_done == 3
+    assert "full-data training loss" in h.stop_reason and "divergence_factor" in h.stop_reason
+
+
+def test_trainer_step_is_one_gradient_step_with_l2_on_weights_only():
+    z, y = blobs(40, seed=25, dtype=torch.float64)
+    model = MLP([8, 6, 3], activation="tanh", generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    before = [p.detach().clone() for p in model.parameters()]
+    lr, l2 = 0.1, 0.3
+    tr = Trainer(model, (z, y), optimizer=OptimizerSpec("sgd", lr=lr),
+                 spec=TrainSpec(batch_size=16, l2=l2, l2_on="weights", loss="mse", progress=False))
+    idx = torch.arange(5, 21)
+    lval = tr.step(idx)
+    assert tr.step_count == 1
+    # independent reference: float64 autograd of ½‖f − e_m‖² (mean) + (l2/2)Σ‖W‖² over the 2-D parameters only
+    ref = MLP([8, 6, 3], activation="tanh", generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    params = list(ref.parameters())
+    f = ref(z[idx])
+    data = 0.5 * ((f - torch.nn.functional.one_hot(y[idx], 3).double()) ** 2).sum(1).mean()
+    obj = data + 0.5 * l2 * sum((p * p).sum() for p in params if p.dim() >= 2)
+    grads = torch.autograd.grad(obj, params)
+    assert lval == pytest.approx(float(data.detach()), rel=1e-14)
+    for p, p0, g in zip(model.parameters(), before, grads):
+        torch.testing.assert_close(p.detach(), p0 - lr * g, rtol=1e-13, atol=1e-15)
+    # evaluate() appends one full-data record; checkpoint() without a directory writes nothing
+    assert tr.evaluate() is None and tr.history.step == [1]
+    assert tr.history.train_loss[0] == pytest.approx(evaluate(model, z, y, loss="mse")[0], rel=1e-14)
+    assert tr.checkpoint() is None and tr.resume() is False
+
+
+def test_drop_last_train_time_and_a_ready_optimizer_instance():
+    z, y = blobs(95, seed=26)
+    sizes = []
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(8, 3)
+
+        def forward(self, x):
+            if self.training:
+                sizes.append(x.shape[0])
+            return self.lin(x)
+
+    torch.manual_seed(0)
+    net = Net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    h = Trainer(net, (z, y), optimizer=opt, spec=TrainSpec(epochs=3, batch_size=20, drop_last=True, progress=False)).run()
+    assert h.steps_per_epoch == 4 and h.steps_done == 12 and sizes == [20] * 12  # the 15 leftover rows are dropped
+    assert h.step == [0, 4, 8, 12]
+    assert len(h.train_time_s) == len(h.step) and h.train_time_s[0] < 0.05
+    assert all(b >= a for a, b in zip(h.train_time_s, h.train_time_s[1:]))
+    assert all(t <= w + 1e-9 for t, w in zip(h.train_time_s, h.time_s))  # evaluations are not counted
+    assert h.train_loss[-1] < h.train_loss[0]
+    with pytest.raises(ValueCheckError, match="ready optimizer"):
+        fit(net, (z, y), optimizer=opt, lr=0.5, progress=False)
+    with pytest.raises(ValueCheckError, match="unknown setting"):
+        fit(net, (z, y), epoch=3, progress=False)
+    with pytest.raises(ValueCheckError, match="drop_last"):
+        Trainer(net, (z, y), optimizer=opt, spec=TrainSpec(batch_size=200, drop_last=True))
+
+
+def test_closure_optimizer_lbfgs_minimises_a_convex_loss():
+    z, y = blobs(120, seed=27, dtype=torch.float64)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(8, 3).double()  # multinomial logistic regression: convex in θ
+    spec = TrainSpec(epochs=40, batch_size=120, closure=True, l2=1e-2, progress=False)
+    h = Trainer(model, (z, y), optimizer=OptimizerSpec(torch.optim.LBFGS, lr=1.0), spec=spec).run()
+    # independent reference: at the minimum of S + (l2/2)‖θ‖² the full gradient vanishes (LBFGS stops at its
+    # default tolerance_change = 1e-9 on the objective: a gradient norm ~1e-5 there)
+    params = list(model.parameters())
+    obj = torch.nn.functional.cross_entropy(model(z), y) + 0.5 * 1e-2 * sum((p * p).sum() for p in params)
+    grad = torch.autograd.grad(obj, params)
+    assert math.sqrt(sum(float((g * g).sum()) for g in grad)) < 1e-4
+    assert h.train_loss[-1] < 0.5 * h.train_loss[0]

@@ -14,8 +14,18 @@ The math modules are pure functions over tensors; experiments
 command line.
 """
 
-from actionlab._checks import ActionlabError, DataError, ShapeError, ValueCheckError
-
 __version__ = "0.1.0"
+
+_ERRORS = ("ActionlabError", "DataError", "ShapeError", "ValueCheckError")
+
+
+def __getattr__(name: str):
+    # the error classes live in actionlab._checks, which imports torch: load it on first use, so that
+    # `actionlab --help` (which imports this package) starts without torch
+    if name in _ERRORS:
+        from actionlab import _checks
+
+        return getattr(_checks, name)
+    raise AttributeError(f"module 'actionlab' has no attribute {name!r}")
 
 __all__ = ["ActionlabError", "DataError", "ShapeError", "ValueCheckError", "__version__"]

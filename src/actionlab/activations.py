@@ -31,6 +31,24 @@ leaky_relu   x (x ≥ 0), a·x (x < 0)                       pieces [x0, 1, 0, �
 linear       x                                            [x0, 1, 0, …]
 ===========  ===========================================  ================================================
 
+Each activation also carries what the rest of the library needs to know about it:
+
+* the Gaussian integrals of the mean-field theory (004 appendix B) in closed
+  form where one is known, ``act.q_hat(q)`` = ∫Dz σ(√q z)² (eq. (9); B.3, B.9,
+  B.13), ``act.I_phi(a, b)`` = E[σ(u₁)σ(u₂)] (B.5; B.7, B.11, B.15) and
+  ``act.I_dphi(a, b)`` = E[σ'(u₁)σ'(u₂)] (B.8; B.4, B.10/B.12 corrected,
+  B.14/B.16) for (u₁, u₂) centred Gaussian with variances a and covariance b —
+  ``None`` where no closed form is known (erf, relu, leaky_relu, linear have
+  all three; :mod:`actionlab.fisher.meanfield` falls back to quadrature);
+* its single-neuron relative Fisher information coefficient
+  ``act.rfim_coefficient(a, output)`` = ν(a), the RFIM being ν(wᵀx̃) x̃x̃ᵀ
+  (003 table 1): Bernoulli outputs for tanh (sech² a, 003 §2.1) and sigmoid
+  (sigm(1 − sigm), §2.2), the Gaussian output N(σ(a), 1) (eq. 8) for every
+  activation, ν = σ'(a)²; ``act.smoothed(ω)`` is the analytic stand-in 003
+  uses for a kinked unit (relu → relu_ω, §2.3);
+* :func:`from_module` maps a torch activation module (nn.Tanh, nn.ReLU, …)
+  to its activation — the one such map of the library.
+
 Two properties matter to the expansion of the action:
 
 * ``analytic_at_zero`` — σ has a convergent power series at 0 (silu, gelu,
@@ -58,7 +76,7 @@ from torch import nn
 
 from actionlab._checks import ValueCheckError, check_choice
 
-__all__ = ["Activation", "ActivationModule", "get", "names", "register"]
+__all__ = ["Activation", "ActivationModule", "get", "names", "register", "from_module", "SUPPORTED_MODULES"]
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
@@ -147,6 +165,64 @@ class Activation:
     def __hash__(self) -> int:
         return hash((self.name, tuple(sorted(self.params.items()))))
 
+    # -- Gaussian integrals of the mean-field theory (004 appendix B) --------------------
+    def q_hat(self, q: float) -> float | None:
+        """Closed form of q̂ = ∫Dz σ(√q z)² (004 eq. (9)), or None where none is known (use quadrature)."""
+        return None
+
+    def I_phi(self, a: float, b: float) -> float | None:
+        """Closed form of I_σ[a, b] = E[σ(u₁)σ(u₂)], Var u = a, Cov(u₁, u₂) = b (004 B.5), or None."""
+        return None
+
+    def I_dphi(self, a: float, b: float) -> float | None:
+        """Closed form of I_σ'[a, b] = E[σ'(u₁)σ'(u₂)] (004 B.8; b = a: ∫Dz σ'(√a z)²), or None."""
+        return None
+
+    @property
+    def closed_forms(self) -> tuple[str, ...]:
+        """Which of ``"q_hat"``, ``"I_phi"``, ``"I_dphi"`` this activation has in closed form."""
+        return tuple(k for k in ("q_hat", "I_phi", "I_dphi") if getattr(type(self), k) is not getattr(Activation, k))
+
+    # -- relative Fisher information (003) -----------------------------------------------
+    #: output distributions of a single unit whose RFIM is known; the first is the supplement's default
+    rfim_outputs: tuple[str, ...] = ("gaussian",)
+
+    @property
+    def default_output(self) -> str:
+        """003's output distribution of this unit: 'bernoulli' for tanh / sigmoid (§2.1–2.2), else 'gaussian' (eq. 8)."""
+        return self.rfim_outputs[0]
+
+    def rfim_coefficient(self, a: torch.Tensor, output: str | None = None) -> torch.Tensor:
+        """ν(a) such that a single neuron's RFIM is ν(wᵀx̃)·x̃x̃ᵀ (003 table 1).
+
+        ``output="gaussian"`` (y ~ N(σ(a), 1), eq. 8): ν = σ'(a)² — for relu_ω
+        [ι + (1 − ι) sigm((1 − ι)a/ω)]² (eq. 2, §2.3), for elu 1 / (α eᵃ)² (eq. 3, §2.4).
+        ``output="bernoulli"``: tanh (y = ±1, eqs. 5–7) sech²(a), sigmoid
+        (y ∈ {0, 1}) sigm(a)(1 − sigm(a)). Default: :attr:`default_output`.
+        """
+        output = self.default_output if output is None else check_choice(output, ("bernoulli", "gaussian"), "output distribution")
+        if output not in self.rfim_outputs:
+            bern = [n for n in names() if "bernoulli" in getattr(_REGISTRY[n], "rfim_outputs", ())]
+            raise ValueCheckError(
+                f"a Bernoulli output is defined for {' and '.join(bern)} neurons (tanh: y = ±1, sigmoid: y ∈ {{0, 1}}), "
+                f"not {self.name}; use output='gaussian'"
+            )
+        if output == "bernoulli":
+            return self._bernoulli_rfim(a)
+        d1 = self.derivative(a, 1)
+        return d1 * d1
+
+    def smoothed(self, omega: float = 1.0) -> Activation:
+        """The analytic activation that stands for this one in a relative Fisher metric (003 §1, §2.3).
+
+        relu and leaky_relu (slope ι ∈ [0, 1)) → relu_ω(ω, ι), which tends to them as ω → 0;
+        every other activation is returned unchanged.
+        """
+        return self
+
+    def _bernoulli_rfim(self, a: torch.Tensor) -> torch.Tensor:  # pragma: no cover - only with "bernoulli" in rfim_outputs
+        raise NotImplementedError
+
     # -- to implement -------------------------------------------------------------------
     def _value(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -218,6 +294,25 @@ def _side_mask(x0: torch.Tensor, side, kink: float = 0.0) -> torch.Tensor:
     return (x0 > kink) | ((x0 == kink) & (side_t >= 0))
 
 
+def _check_gauss(a: float, b: float) -> float:
+    """c = b/a ∈ [−1, 1] for a centred Gaussian pair with variances a and covariance b (0 if a = 0)."""
+    if not a >= 0 or not math.isfinite(a):
+        raise ValueCheckError(f"the variance a must be finite and ≥ 0, got {a}")
+    if abs(b) > a * (1 + 1e-12) + 1e-300:
+        raise ValueCheckError(f"the covariance b must satisfy |b| ≤ a (a = {a}, b = {b}); pass (q, q_st) with |q_st| ≤ q")
+    return max(-1.0, min(1.0, b / a)) if a > 0 else 0.0
+
+
+def _relu_J(a: float, c: float) -> float:
+    """E[relu(u₁) relu(u₂)] = a/(2π)(√(1−c²) + c(π/2 + sin⁻¹c)) (004 B.11)."""
+    return a / (2 * math.pi) * (math.sqrt(max(0.0, 1 - c * c)) + c * (math.pi / 2 + math.asin(c)))
+
+
+def _relu_K(c: float) -> float:
+    """P(u₁ > 0, u₂ > 0) = (π/2 + sin⁻¹c)/(2π) = E[θ(u₁)θ(u₂)] (B.12 corrected: no factor a)."""
+    return (math.pi / 2 + math.asin(c)) / (2 * math.pi)
+
+
 # ---------------------------------------------------------------------------------------
 # the activations
 # ---------------------------------------------------------------------------------------
@@ -225,6 +320,11 @@ def _side_mask(x0: torch.Tensor, side, kink: float = 0.0) -> torch.Tensor:
 
 class Tanh(Activation):
     name = "tanh"
+    rfim_outputs = ("bernoulli", "gaussian")
+
+    def _bernoulli_rfim(self, a):  # 003 §2.1: y = ±1, p(y) = (1 + y tanh a)/2 → sech² a
+        t = torch.tanh(a)
+        return 1.0 - t * t
 
     def _value(self, x):
         return torch.tanh(x)
@@ -248,6 +348,11 @@ class Tanh(Activation):
 
 class Sigmoid(Activation):
     name = "sigmoid"
+    rfim_outputs = ("bernoulli", "gaussian")
+
+    def _bernoulli_rfim(self, a):  # 003 §2.2: y ∈ {0, 1}, p(y = 1) = sigm a → sigm(1 − sigm)
+        s = torch.sigmoid(a)
+        return s * (1.0 - s)
 
     def _value(self, x):
         return torch.sigmoid(x)
@@ -345,6 +450,18 @@ class ReluOmega(Activation):
 class Erf(Activation):
     name = "erf"
 
+    def q_hat(self, q):  # B.3: (2/π) tan⁻¹(q/√(q + 1/4)) = (2/π) sin⁻¹(2q/(1 + 2q))
+        _check_gauss(q, q)
+        return 2.0 / math.pi * math.atan(q / math.sqrt(q + 0.25))
+
+    def I_phi(self, a, b):  # B.7
+        _check_gauss(a, b)
+        return 2.0 / math.pi * math.atan(2 * b / math.sqrt((1 + 2 * a) ** 2 - (2 * b) ** 2))
+
+    def I_dphi(self, a, b):  # B.8 (B.4 at b = a: 2/(π√(q + 1/4)))
+        _check_gauss(a, b)
+        return 4.0 / (math.pi * math.sqrt((1 + 2 * a) ** 2 - (2 * b) ** 2))
+
     def _value(self, x):
         return torch.erf(x)
 
@@ -441,6 +558,23 @@ class LeakyReLU(Activation):
     def _slope(self) -> float:
         return self.params.get("slope", 0.0)
 
+    # σ = relu(u) − s·relu(−u), σ' = θ(u) + s·θ(−u); (−u₁, −u₂) has correlation c, (u₁, −u₂) has −c.
+    def q_hat(self, q):  # B.9 for s = 0: q/2
+        _check_gauss(q, q)
+        return q * (1 + self._slope**2) / 2
+
+    def I_phi(self, a, b):  # (1 + s²) J(c) − 2s J(−c), J of B.11
+        c, s = _check_gauss(a, b), self._slope
+        return (1 + s * s) * _relu_J(a, c) - 2 * s * _relu_J(a, -c)
+
+    def I_dphi(self, a, b):  # (1 + s²) K(c) + 2s K(−c), K = (π/2 + sin⁻¹c)/(2π) (B.10/B.12 corrected)
+        c, s = _check_gauss(a, b), self._slope
+        return (1 + s * s) * _relu_K(c) + 2 * s * _relu_K(-c)
+
+    def smoothed(self, omega: float = 1.0) -> Activation:
+        """relu_ω(ω, ι = slope) (003 §1) for a slope in [0, 1); itself otherwise."""
+        return ReluOmega(omega=omega, iota=self._slope) if 0 <= self._slope < 1 else self
+
     def _value(self, x):
         return torch.where(x >= 0, x, self._slope * x)
 
@@ -470,6 +604,18 @@ class ReLU(LeakyReLU):
 class Linear(Activation):
     name = "linear"
     positively_homogeneous = True
+
+    def q_hat(self, q):  # B.13
+        _check_gauss(q, q)
+        return float(q)
+
+    def I_phi(self, a, b):  # B.15
+        _check_gauss(a, b)
+        return float(b)
+
+    def I_dphi(self, a, b):  # B.14/B.16
+        _check_gauss(a, b)
+        return 1.0
 
     def _value(self, x):
         return x
@@ -534,3 +680,61 @@ def get(name: str | Activation, **params: float) -> Activation:
         return _REGISTRY[key](**params)
     except TypeError as exc:
         raise ValueCheckError(f"bad parameters {params} for activation {key!r}: {exc}") from None
+
+
+# ---------------------------------------------------------------------------------------
+# torch modules
+# ---------------------------------------------------------------------------------------
+def _softplus_module(mod: nn.Softplus) -> Activation:
+    beta = float(mod.beta)
+    if not beta > 0:
+        raise ValueCheckError(f"nn.Softplus needs beta > 0, got beta = {beta}")
+    # (1/β) ln(1 + e^{βx}) = relu_ω with ω = 1/β, ι = 0 (003 §1); torch's switch to x above threshold/β
+    # changes the value by < e^{−threshold}/β (2·10⁻⁹/β at the default threshold 20)
+    return Softplus() if beta == 1.0 else ReluOmega(omega=1.0 / beta, iota=0.0)
+
+
+def _gelu_module(mod: nn.GELU) -> Activation:
+    if mod.approximate != "none":
+        raise ValueCheckError(
+            f"nn.GELU(approximate={mod.approximate!r}) is not the exact x·Φ(x) of actionlab's gelu; "
+            f"use nn.GELU() (approximate='none') or actionlab.activations.get('gelu').module()"
+        )
+    return GELU()
+
+
+_MODULES: dict[type, Callable[[nn.Module], Activation]] = {
+    nn.Tanh: lambda m: Tanh(),
+    nn.ReLU: lambda m: ReLU(),
+    nn.LeakyReLU: lambda m: LeakyReLU(slope=float(m.negative_slope)),
+    nn.ELU: lambda m: ELU(alpha=float(m.alpha)),
+    nn.SiLU: lambda m: SiLU(),
+    nn.GELU: _gelu_module,
+    nn.Sigmoid: lambda m: Sigmoid(),
+    nn.Softplus: _softplus_module,
+    nn.Identity: lambda m: Linear(),
+    ActivationModule: lambda m: m.activation,
+}
+
+#: the torch modules :func:`from_module` maps (exact types; a subclass may change ``forward``)
+SUPPORTED_MODULES = ", ".join(
+    f"nn.{t.__name__}" if t is not ActivationModule else "actionlab ActivationModule" for t in _MODULES
+)
+
+
+def from_module(module: nn.Module) -> Activation:
+    """The :class:`Activation` a torch module applies elementwise.
+
+    nn.Tanh, nn.ReLU, nn.LeakyReLU(negative_slope), nn.ELU(alpha), nn.SiLU,
+    nn.GELU() (exact form only), nn.Sigmoid, nn.Softplus(beta) (β ≠ 1: relu_ω
+    with ω = 1/β), nn.Identity (linear) and actionlab's own
+    :class:`ActivationModule`. Anything else raises
+    :class:`~actionlab.ValueCheckError` naming the module and the supported list.
+    """
+    build = _MODULES.get(type(module))
+    if build is None:
+        raise ValueCheckError(
+            f"no actionlab activation for the module {type(module).__name__} ({module!r}); "
+            f"supported are {SUPPORTED_MODULES}"
+        )
+    return build(module)

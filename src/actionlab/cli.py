@@ -1,8 +1,24 @@
 """The ``actionlab`` command line: thin, it parses and calls experiments.
 
-Registered experiments become subcommands with one flag per config field;
-hand-written commands live in :mod:`actionlab.commands`. Every command takes
-``--out DIR``, ``--seed``, ``--device`` and ``--dtype``.
+Registered experiments (:mod:`actionlab.experiments`) become subcommands with
+one flag per config field (its help text and range from
+:func:`actionlab.experiments.param`) plus ``--preset`` / ``--quick`` /
+``--full``; the commands that are not experiments (``data``, ``study``,
+``report``) live in :mod:`actionlab.commands`. Every command takes ``--out
+DIR``, ``--seed``, ``--device`` and ``--dtype``.
+
+Start-up is cheap: :data:`COMMANDS`, a static index (name → module, one-line
+help), answers ``actionlab --help`` without importing torch or any
+experiment, and ``actionlab CMD …`` imports only CMD's module (the tests check
+the index against the registry, so it cannot go stale). A name outside the
+index (an experiment registered by a plug-in) falls back to importing every
+experiment.
+
+Errors: a user error (:class:`actionlab.ActionlabError`) prints one line
+``actionlab CMD: error: …`` and exits 2; Ctrl-C prints ``actionlab CMD:
+error: interrupted`` and exits 130. An experiment that fails leaves its run
+folder marked ``FAILED`` (:func:`actionlab.runs.mark_failed`), never with
+only a ``RUNNING`` marker.
 """
 
 from __future__ import annotations
@@ -10,17 +26,61 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import pkgutil
+import shlex
 import sys
+import types
 import typing
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actionlab._checks import ActionlabError
-from actionlab.config import RunOptions
-from actionlab.runs import default_out
+__all__ = ["main", "build_parser", "index_parser", "common_parser", "options_from_args", "COMMANDS", "Command"]
 
-__all__ = ["main", "build_parser", "common_parser", "options_from_args"]
+
+@dataclass(frozen=True)
+class Command:
+    """One entry of the static command index."""
+
+    module: str  # the module that registers the experiment, or that defines register(subparsers, common)
+    help: str  # the one-line help of `actionlab --help` (for an experiment: its registered help)
+    experiment: bool = False  # a registered experiment (True) or a hand-written command (False)
+
+
+#: every command, in the order of ``actionlab --help``: the experiments (by their study order), then the rest
+COMMANDS: dict[str, Command] = {
+    "demo": Command("actionlab.experiments.demo", "train a small TwoLayer on the bundled digits (seconds)", True),
+    "expand": Command("actionlab.experiments.expand", "exact Taylor coefficients S_0..S_K of the action (any order, "
+                      "any activation) and the named terms", True),
+    "notes-check": Command("actionlab.experiments.notes_check", "check every closed-form claim of the theory notes "
+                           "000-002 against the exact expansion", True),
+    "j-stats": Command("actionlab.experiments.j_stats", "range and distribution of J_αγ, J_αγδ on Fashion-MNIST per "
+                       "preprocessing (note 001 §2.3)", True),
+    "theta-star": Command("actionlab.experiments.theta_star", "train θ*, split S_2(θ*), S_3(θ*) into named terms, "
+                          "histogram J, U·W and products (note 001 §2.3–2.4)", True),
+    "embedding-dim": Command("actionlab.experiments.embedding_dim", "share of U·W in S_2(θ*) and U·W·W in S_3(θ*) "
+                             "against the embedding dimension E (note 001 §2.4)", True),
+    "scaling": Command("actionlab.experiments.scaling", "test loss against model size H for several embedding widths "
+                       "E; power-law fits (note 001)", True),
+    "conjecture": Command("actionlab.experiments.conjecture", "the notes' all-orders series at θ* and along 0 → θ* "
+                          "against the exact S (notes §2.5)", True),
+    "early-stop": Command("actionlab.experiments.early_stop", "the §3 rule ∇S_T·∇S_E ≤ 0 against the minimum of S_E "
+                          "over training-set sizes (notes §3)", True),
+    "fim-spectrum": Command("actionlab.experiments.fim_spectrum", "FIM eigenvalue statistics m_λ, s_λ, λ_max of random "
+                            "MLPs against mean-field theory (004)", True),
+    "lr-bound": Command("actionlab.experiments.lr_bound", "training loss after one epoch over widths × learning rates "
+                        "against η_c = 2(1+μ)/λ_max (004)", True),
+    "rngd-mnist": Command("actionlab.experiments.rngd_mnist", "RNGD against SGD and Adam on MNIST MLPs (003 section 4, "
+                          "figures 1-4)", True),
+    "data": Command("actionlab.commands.data", "describe a data set: N, E, M, class counts and balance"),
+    "study": Command("actionlab.commands.study", "run every registered experiment (resumable) and build the report"),
+    "report": Command("actionlab.commands.report", "build one self-contained HTML report (and a Markdown twin) from "
+                      "run folders"),
+}
+
+_DESCRIPTION = "Exact action expansions, Fisher spectra and relative natural gradient for neural classifiers."
+_EPILOG = ("Run `actionlab COMMAND --help` for a command's options. Start with `actionlab demo --out runs/demo` "
+           "(seconds, offline); `actionlab study --quick --out runs/study` runs every experiment and builds the report.")
 
 
 def common_parser() -> argparse.ArgumentParser:
@@ -34,35 +94,77 @@ def common_parser() -> argparse.ArgumentParser:
     return p
 
 
-def options_from_args(args: argparse.Namespace, name: str) -> RunOptions:
-    out = args.out if args.out is not None else default_out(name)
-    return RunOptions(out=Path(out), seed=args.seed, device=args.device, dtype=args.dtype)
+def options_from_args(args: argparse.Namespace, argv: list[str] | None = None):
+    """The :class:`actionlab.config.RunOptions` of parsed arguments; ``command`` is ``actionlab`` + ``argv``.
+
+    ``out`` stays ``None`` when ``--out`` was not given (each command knows its default).
+    """
+    from actionlab.config import RunOptions
+
+    command = shlex.join(["actionlab", *argv]) if argv is not None else None
+    return RunOptions(out=args.out, seed=args.seed, device=args.device, dtype=args.dtype,
+                      preset=getattr(args, "preset", None), command=command)
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    from actionlab import __version__
+
+    parser = argparse.ArgumentParser(prog="actionlab", description=_DESCRIPTION, epilog=_EPILOG)
+    parser.add_argument("--version", action="version", version=f"actionlab {__version__}")
+    return parser
+
+
+def index_parser() -> argparse.ArgumentParser:
+    """The top-level parser from :data:`COMMANDS` alone (no imports): ``--help``, ``--version``, unknown names."""
+    parser = _top_parser()
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, cmd in COMMANDS.items():
+        sub.add_parser(name, help=cmd.help, add_help=False)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------
+# experiments as subcommands
+# ---------------------------------------------------------------------------------------
 
 
 def _flag_type(tp: Any) -> tuple[Any, dict]:
-    """argparse keyword arguments for a dataclass field type."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+    """(element type, argparse keyword arguments) for a config field's type."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union or origin is types.UnionType:
         inner = [a for a in args if a is not type(None)]
         return _flag_type(inner[0]) if inner else (str, {})
     if origin in (tuple, list):
-        elem = args[0] if args else str
-        return elem, {"nargs": "+"}
+        return (args[0] if args else str), {"nargs": "+"}
     if tp is bool:
         return bool, {"action": argparse.BooleanOptionalAction}
-    if tp in (int, float, str):
+    if tp in (int, float, str, Path):
         return tp, {}
-    if tp is Path:
-        return Path, {}
     return str, {}
+
+
+def _field_help(f: dataclasses.Field, default: Any) -> str:
+    """The field's help text, its default and its admissible values (argparse-escaped)."""
+    meta = dict(f.metadata) if f.metadata else {}
+    text = meta.get("help", "")
+    shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+    extra = [] if default is None else [f"default: {shown}"]  # an optional field's help says what unset means
+    if meta.get("choices") is not None:
+        extra.append("one of: " + ", ".join(map(str, meta["choices"])))
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None:
+        extra.append(f"{'>' if meta.get('exclusive_min') else '>='} {lo}")
+    if hi is not None:
+        extra.append(f"<= {hi}")
+    return (f"{text} ({'; '.join(extra)})" if extra else text).replace("%", "%%")
 
 
 def _add_experiment(sub, exp, common) -> None:
     cfg = exp.config_cls
     presets = getattr(cfg, "PRESETS", {"default": {}})
     p = sub.add_parser(exp.name, parents=[common], help=exp.help, description=(cfg.__doc__ or exp.help).strip())
-    p.add_argument("--preset", default="default", choices=list(presets), help="parameter preset (default: default)")
+    p.add_argument("--preset", default="default", choices=list(presets),
+                   help="parameter preset: " + ", ".join(presets) + " (default: default; a quick run's claims are indicative)")
     if "quick" in presets:
         p.add_argument("--quick", dest="preset", action="store_const", const="quick", help="same as --preset quick")
     if "full" in presets:
@@ -73,31 +175,51 @@ def _add_experiment(sub, exp, common) -> None:
         if f.name.startswith("_"):
             continue
         elem, kw = _flag_type(hints.get(f.name, str))
-        flag = "--" + f.name.replace("_", "-")
+        if kw.get("nargs") and f.metadata and f.metadata.get("length"):
+            kw["nargs"] = f.metadata["length"]
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
         )
-        helptext = f.metadata.get("help", "") if f.metadata else ""
-        if kw.get("action") is argparse.BooleanOptionalAction:
-            g.add_argument(flag, dest=f.name, default=None, help=f"{helptext} (default: {default})", **kw)
-        else:
-            g.add_argument(flag, dest=f.name, type=elem, default=None, help=f"{helptext} (default: {default})", **kw)
-    p.set_defaults(_handler=_run_experiment_handler(exp))
+        if kw.get("action") is None:
+            kw["type"] = elem
+        g.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, help=_field_help(f, default), **kw)
+    p.set_defaults(_handler=_experiment_handler(exp))
 
 
-def _run_experiment_handler(exp):
-    def handler(args: argparse.Namespace) -> int:
+def _error_text(exc: BaseException) -> str:
+    import traceback
+
+    from actionlab._checks import ActionlabError
+
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if isinstance(exc, ActionlabError):
+        return f"{type(exc).__name__}: {exc}"
+    return "".join(traceback.format_exception(exc))
+
+
+def _experiment_handler(exp):
+    def handler(args: argparse.Namespace, options) -> int:
         from actionlab.experiments import make_config
+        from actionlab.runs import default_out, folder_state, mark_failed
 
         overrides = {}
         for f in dataclasses.fields(exp.config_cls):
             v = getattr(args, f.name, None)
-            if isinstance(v, list):
-                v = tuple(v)
-            overrides[f.name] = v
+            overrides[f.name] = tuple(v) if isinstance(v, list) else v
         config = make_config(exp.config_cls, args.preset, **overrides)
-        options = options_from_args(args, exp.name)
-        exp.run(config, options)
+        if options.out is None:
+            options.out = default_out(exp.name)
+            options.command = f"{options.command} --out {shlex.quote(str(options.out))}"
+        try:
+            exp.run(config, options)
+        except BaseException as exc:
+            mark_failed(options.out, _error_text(exc), command=options.command)
+            raise
+        if folder_state(options.out) != "finished":
+            mark_failed(options.out, "the experiment returned without finishing its run folder", command=options.command)
+            raise RuntimeError(f"experiment {exp.name!r} returned without finishing its run folder {options.out} "
+                               "(it must call RunFolder.finish())")
         summary = Path(options.out) / "summary.md"
         if summary.exists():
             print(summary.read_text())
@@ -107,39 +229,67 @@ def _run_experiment_handler(exp):
     return handler
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from actionlab import __version__
-    from actionlab.experiments import load_all
+# ---------------------------------------------------------------------------------------
+# the parser and main
+# ---------------------------------------------------------------------------------------
 
-    common = common_parser()
-    parser = argparse.ArgumentParser(
-        prog="actionlab",
-        description="Exact action expansions, Fisher spectra and relative natural gradient for neural classifiers.",
-    )
-    parser.add_argument("--version", action="version", version=f"actionlab {__version__}")
+
+def build_parser(names: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The parser with full subcommands: every command (``names=None``; imports every module) or only ``names``.
+
+    With ``names=None`` an experiment registered outside :data:`COMMANDS` gets its subcommand too.
+    """
+    parser = _top_parser()
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    import actionlab.commands as commands_pkg
+    common = common_parser()
+    for name in (COMMANDS if names is None else names):
+        cmd = COMMANDS[name]
+        module = importlib.import_module(cmd.module)
+        if cmd.experiment:
+            from actionlab.experiments import EXPERIMENTS
 
-    for mod in sorted(pkgutil.iter_modules(commands_pkg.__path__), key=lambda m: m.name):
-        if not mod.name.startswith("_"):
-            importlib.import_module(f"actionlab.commands.{mod.name}").register(sub, common)
-    for exp in sorted(load_all().values(), key=lambda e: (e.order, e.name)):
-        if exp.name not in sub.choices:
-            _add_experiment(sub, exp, common)
+            _add_experiment(sub, EXPERIMENTS[name], common)
+        else:
+            module.register(sub, common)
+    if names is None:
+        from actionlab.experiments import load_all
+
+        for exp in sorted(load_all().values(), key=lambda e: (e.order, e.name)):
+            if exp.name not in sub.choices:
+                _add_experiment(sub, exp, common)
     return parser
 
 
+def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    try:
+        return int(args._handler(args, options_from_args(args, argv)) or 0)
+    except KeyboardInterrupt:
+        print(f"actionlab {args.command}: error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from actionlab._checks import ActionlabError
+
+        if not isinstance(exc, ActionlabError):
+            raise
+        print(f"actionlab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    """Run ``actionlab ARGV``; returns the exit status (argparse exits 2 on a bad command line)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name = next((a for a in argv if not a.startswith("-")), None)
+    if name is None:  # --help, --version or nothing: the static index is enough
+        parser = index_parser()
+        parser.parse_args(argv)
+        parser.print_help()
+        return 0
+    parser = build_parser([name]) if name in COMMANDS else build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_handler", None):
         parser.print_help()
         return 0
-    try:
-        return int(args._handler(args) or 0)
-    except ActionlabError as exc:
-        print(f"actionlab {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return _dispatch(args, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

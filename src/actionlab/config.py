@@ -2,7 +2,11 @@
 
 ``RunOptions`` is the one place where a device string becomes a
 ``torch.device`` and a dtype string a ``torch.dtype``; experiments receive
-it beside their own config dataclass.
+it beside their own config dataclass. It also carries what the run folder
+records about how the run was started: the ``preset`` (a ``quick`` run's
+claims are only indicative) and the ``command`` that repeats the run, as a
+user types it (``actionlab demo --preset quick --out runs/demo``), set by the
+CLI and by ``actionlab study``.
 """
 
 from __future__ import annotations
@@ -50,13 +54,20 @@ def seed_everything(seed: int) -> torch.Generator:
 
 @dataclass
 class RunOptions:
-    """The options of every ``actionlab`` command (``--out --seed --device --dtype``)."""
+    """The options of every ``actionlab`` command (``--out --seed --device --dtype``).
+
+    ``preset``: the config preset the run uses (``quick``, ``default``,
+    ``full``; ``None`` from Python); ``command``: the command line that
+    repeats the run (``None`` when started from Python).
+    """
 
     out: Path | None = None
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
     extra: dict = field(default_factory=dict)
+    preset: str | None = None
+    command: str | None = None
 
     @property
     def torch_device(self) -> torch.device:

@@ -15,11 +15,12 @@ reductions of :mod:`actionlab.data`:
             the training split only and applied to both splits
 ``pool``    average pooling of the image to ``dim`` cells (images only)
 
-            pca and pool use :func:`actionlab.data.load`'s reductions when both
-            splits came from ``data.load`` unreduced (same rows, same options);
-            for other datasets a local equivalent is used (float64 SVD of the
-            centred training split; average pooling to the largest k×k grid
-            with k² ≤ dim)
+            pca and pool are :mod:`actionlab.data.transforms`' maps: through
+            :func:`actionlab.data.load` when both splits came from it unreduced
+            (same rows, same options, so the reduction comes before the
+            standardisation), else fitted on the given training split directly
+            (pool then needs ``dim`` = C·s², C·H·W from ``info["image_shape"]``
+            or a square 1×s×s image)
 ``learned`` a linear map x ↦ A x + a of width ``dim`` trained jointly with a
             :class:`~actionlab.models.TwoLayer` classifier (AdamW, early
             stopping on a held-out validation part of the training split,
@@ -46,6 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from actionlab._checks import ShapeError, ValueCheckError, check_choice, check_positive
+from actionlab.data import transforms as _tf
+from actionlab.data.splits import stratified_holdout
 
 __all__ = [
     "KINDS",
@@ -54,6 +57,7 @@ __all__ = [
     "LearnedConfig",
     "embed",
     "train_learned_embedding",
+    "train_classifier",
     "apply_projection",
     "jsonable_info",
 ]
@@ -149,74 +153,23 @@ class ValLossEarlyStop:
             model.load_state_dict(self.best_state)
 
 
-def _stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices (train, validation) with ``fraction`` of every class in the validation part."""
-    g = torch.Generator().manual_seed(seed)
-    tr, va = [], []
-    for m in torch.unique(labels).tolist():
-        idx = (labels == m).nonzero().flatten()
-        idx = idx[torch.randperm(len(idx), generator=g)]
-        k = max(1, int(round(fraction * len(idx)))) if fraction > 0 else 0
-        va.append(idx[:k])
-        tr.append(idx[k:])
-    return torch.cat(tr).sort().values, torch.cat(va).sort().values
+def _fit_early_stopped(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, cfg: LearnedConfig, *, seed: int,
+                       device, progress: bool, callbacks: tuple = ()) -> tuple[nn.Module, dict]:
+    """AdamW on ``model`` with early stopping on a held-out validation part of (x, labels); best weights restored.
 
-
-def train_learned_embedding(
-    x: torch.Tensor,
-    labels: torch.Tensor,
-    dim: int,
-    num_classes: int,
-    config: LearnedConfig | None = None,
-    *,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-) -> tuple[EmbeddedClassifier, dict]:
-    """Train x ↦ TwoLayer(A x + a) jointly (AdamW, early stopping on validation loss); return it and a record.
-
-    Glorot-uniform initial weights and zero biases (Keras' defaults).  The
-    validation part (``config.val_fraction`` of each class, seeded) is held
-    out of training; the best weights by validation loss are restored.
+    The validation part is ``cfg.val_fraction`` of the rows, stratified by class
+    (:func:`actionlab.data.splits.stratified_holdout`, seeded).  The model comes
+    back frozen (eval mode, no gradients) with the training record.
     """
     from actionlab import train as _train
-    from actionlab.models import TwoLayer
 
-    cfg = config or LearnedConfig()
-    check_positive(dim, "dim")
-    if x.dim() != 2:
-        raise ShapeError(f"x must be N × P, got shape {tuple(x.shape)}")
-    dtype = x.dtype
-    gen = torch.Generator().manual_seed(seed)
-    proj = nn.Linear(x.shape[1], dim, bias=cfg.bias)
-    bound = math.sqrt(6.0 / (x.shape[1] + dim))
-    with torch.no_grad():
-        proj.weight.uniform_(-bound, bound, generator=gen)
-        if proj.bias is not None:
-            proj.bias.zero_()
-    proj = proj.to(dtype)
-    clf = TwoLayer.glorot(num_classes, cfg.hidden, dim, activation=cfg.activation, generator=gen, dtype=dtype)
-    model = EmbeddedClassifier(proj, clf)
-    if device is not None:
-        model = model.to(device)
-    tr_idx, va_idx = _stratified_split(labels, cfg.val_fraction, seed)
-    x_tr, y_tr = x[tr_idx], labels[tr_idx]
+    tr_idx, va_idx = stratified_holdout(labels, cfg.val_fraction, seed)
     x_va, y_va = x[va_idx], labels[va_idx]
     stopper = ValLossEarlyStop(x_va, y_va, patience=cfg.patience)
     hist = _train.fit(
-        model,
-        (x_tr, y_tr),
-        eval=(x_va, y_va),
-        optimizer="adamw",
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        callbacks=(stopper,),
-        seed=seed,
-        device=device,
-        progress=progress,
-        max_steps=cfg.max_steps,
+        model, (x[tr_idx], labels[tr_idx]), eval=(x_va, y_va), optimizer="adamw", lr=cfg.lr,
+        weight_decay=cfg.weight_decay, epochs=cfg.epochs, batch_size=cfg.batch_size, callbacks=(stopper, *callbacks),
+        seed=seed, device=device, progress=progress, max_steps=cfg.max_steps,
     )
     stopper.restore(model)
     model.eval()
@@ -236,6 +189,71 @@ def train_learned_embedding(
     return model, record
 
 
+def train_learned_embedding(
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    dim: int,
+    num_classes: int,
+    config: LearnedConfig | None = None,
+    *,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> tuple[EmbeddedClassifier, dict]:
+    """Train x ↦ TwoLayer(A x + a) jointly (AdamW, early stopping on validation loss); return it and a record.
+
+    Glorot-uniform initial weights and zero biases (Keras' defaults).  The
+    validation part (``config.val_fraction`` of the rows, stratified, seeded) is
+    held out of training; the best weights by validation loss are restored.
+    """
+    from actionlab.models import TwoLayer
+
+    cfg = config or LearnedConfig()
+    check_positive(dim, "dim")
+    if x.dim() != 2:
+        raise ShapeError(f"x must be N × P, got shape {tuple(x.shape)}")
+    dtype = x.dtype
+    gen = torch.Generator().manual_seed(seed)
+    proj = nn.Linear(x.shape[1], dim, bias=cfg.bias)
+    bound = math.sqrt(6.0 / (x.shape[1] + dim))
+    with torch.no_grad():
+        proj.weight.uniform_(-bound, bound, generator=gen)
+        if proj.bias is not None:
+            proj.bias.zero_()
+    proj = proj.to(dtype)
+    clf = TwoLayer.glorot(num_classes, cfg.hidden, dim, activation=cfg.activation, generator=gen, dtype=dtype)
+    model = EmbeddedClassifier(proj, clf)
+    if device is not None:
+        model = model.to(device)
+    return _fit_early_stopped(model, x, labels, cfg, seed=seed, device=device, progress=progress)
+
+
+def train_classifier(
+    train: Any,
+    cfg: LearnedConfig,
+    *,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    callbacks: tuple = (),
+) -> tuple[nn.Module, dict]:
+    """Train a Glorot-initialised TwoLayer of width ``cfg.hidden`` on the fixed z of a Dataset.
+
+    The same procedure as the learned embedding's joint training (AdamW, early
+    stopping on a stratified held-out part of ``train``, best weights restored);
+    returns (model on the CPU, frozen; record).
+    """
+    from actionlab.models import TwoLayer
+
+    gen = torch.Generator().manual_seed(seed)
+    model = TwoLayer.glorot(train.num_classes, cfg.hidden, train.z.shape[1], activation=cfg.activation,
+                            generator=gen, dtype=train.z.dtype)
+    model, record = _fit_early_stopped(model, train.z, train.labels, cfg, seed=seed, device=device,
+                                       progress=progress, callbacks=callbacks)
+    record["hidden"] = cfg.hidden
+    return model.cpu(), record
+
+
 @torch.no_grad()
 def apply_projection(proj: nn.Module, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
     """z = A x + a for every row of x, in batches."""
@@ -250,26 +268,25 @@ def _with_z(ds: Any, z: torch.Tensor, info: dict) -> Any:
     return dataclasses.replace(ds, z=z.contiguous(), info=new_info)
 
 
-def _pca(train_z: torch.Tensor, test_z: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Projection on the first ``dim`` principal axes of the training split (float64 SVD), both splits."""
-    x = train_z.double()
-    mean = x.mean(0, keepdim=True)
-    _, s, vh = torch.linalg.svd(x - mean, full_matrices=False)
-    comps = vh[:dim]
-    var = s**2 / max(len(x) - 1, 1)
-    explained = float(var[:dim].sum() / var.sum()) if float(var.sum()) > 0 else float("nan")
-    tr = ((x - mean) @ comps.T).to(train_z.dtype)
-    te = ((test_z.double() - mean) @ comps.T).to(test_z.dtype)
-    return tr, te, {"explained_variance_ratio": explained, "fitted_on": "train split", "centred": True}
-
-
-def _pool(z: torch.Tensor, dim: int, side: int) -> tuple[torch.Tensor, dict]:
-    """Average pooling of side×side images to the largest k×k grid with k² ≤ dim and k dividing side."""
-    ks = [k for k in range(1, side + 1) if side % k == 0 and k * k <= dim]
-    k = max(ks)
-    img = z.reshape(len(z), 1, side, side)
-    pooled = F.avg_pool2d(img, kernel_size=side // k).reshape(len(z), k * k)
-    return pooled, {"grid": [k, k], "kernel": side // k}
+def _local_reduction(train: Any, test: Any, kind: str, dim: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """pca / pool of datasets that did not come from ``data.load`` unreduced: the data package's own maps
+    (:mod:`actionlab.data.transforms`), fitted on ``train`` only and applied to both."""
+    p = train.z.shape[1]
+    if kind == "pca":
+        if dim > min(p, len(train.z)):
+            raise ValueCheckError(f"pca to {dim} dimensions needs at least {dim} features and samples (have {p}, {len(train.z)})")
+        fit = _tf.fit_pca(_tf.tensor_chunks(train.z.double()), dim)
+        tr, te = fit.apply(train.z.double()).to(train.z.dtype), fit.apply(test.z.double()).to(test.z.dtype)
+        return tr, te, {"explained_variance_ratio": fit.explained_variance_ratio, "fitted_on": "train split", "centred": True}
+    shape = (getattr(train, "info", None) or {}).get("image_shape")
+    if shape is None:
+        side = int(round(math.sqrt(p)))
+        if side * side != p:
+            raise ValueCheckError(f"pool needs square images; {p} features is not a square (use pca or learned)")
+        shape = (1, side, side)
+    shape = tuple(int(n) for n in shape)
+    s = _tf.pool_side(dim, shape)
+    return _tf.pool(train.z, shape, s), _tf.pool(test.z, shape, s), {"grid": [s, s], "image_shape": list(shape)}
 
 
 _RELOAD_KEYS = ("name", "split", "balance", "per_class", "standardize", "seed", "validation")
@@ -332,19 +349,9 @@ def embed(
         tr, te, extra = delegated
         info.update(dim=int(tr.z.shape[1]), via="actionlab.data.load(reduce=...)", **extra)
         return _with_z(train, tr.z, info), _with_z(test, te.z, info), info
-    if kind == "pca":
-        if dim > min(p, len(train.z)):
-            raise ValueCheckError(f"pca to {dim} dimensions needs at least {dim} features and samples (have {p}, {len(train.z)})")
-        tr, te, extra = _pca(train.z, test.z, dim)
-        info.update(dim=dim, **extra)
-        return _with_z(train, tr, info), _with_z(test, te, info), info
-    if kind == "pool":
-        side = int(round(math.sqrt(p)))
-        if side * side != p:
-            raise ValueCheckError(f"pool needs square images; {p} features is not a square (use pca or learned)")
-        tr, extra = _pool(train.z, dim, side)
-        te, _ = _pool(test.z, dim, side)
-        info.update(dim=tr.shape[1], requested_dim=dim, **extra)
+    if kind in ("pca", "pool"):
+        tr, te, extra = _local_reduction(train, test, kind, dim)
+        info.update(dim=int(tr.shape[1]), **extra)
         return _with_z(train, tr, info), _with_z(test, te, info), info
     # learned
     cfg = learned or LearnedConfig()

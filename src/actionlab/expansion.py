@@ -22,9 +22,11 @@ so σ(a(t)) has the exact coefficients h_k = σ^{(k)}(a0)/k! · a1^k
 (:func:`actionlab.series.activation_on_ray`; on a kink the branch the ray
 enters for t > 0, i.e. the sign of a1). The logits
 f(t) = (U0 + tU) h(t) + c0 + tc have coefficients f_k = U0 h_k + U h_{k−1}
-(+ c0 at k = 0, + c at k = 1), and −ln q_m = logsumexp(f) − f_m is expanded by
-the exp / log series rules. Samples are streamed in batches; the cost is one
-projection z·Wᵀ (two with a base point) plus O(N·H·K + N·M·H·K + N·M·K²).
+(+ c0 at k = 0, + c at k = 1), and −ln q_m = logsumexp(f) − f_m is expanded
+through the softmax probabilities' own series (:func:`actionlab.series.logsumexp`),
+which stays accurate where the softmax saturates (logits ~100, as at a trained θ*).
+Samples are streamed in batches; the cost is one projection z·Wᵀ (two with a
+base point) plus O(N·H·K + N·M·H·K + N·M·K²).
 
 Kinked activations. relu, leaky relu and elu are not analytic at 0: t ↦ S(tθ)
 is then smooth for t > 0 only, and the coefficients returned are the
@@ -71,6 +73,7 @@ import torch
 
 from actionlab import activations as _act
 from actionlab import series as _S
+from actionlab.models import TwoLayerShapes, check_two_layer
 from actionlab._checks import ShapeError, ValueCheckError, check_float, check_labels, check_matrix, check_same_length
 
 __all__ = [
@@ -93,8 +96,6 @@ __all__ = [
     "s2_matrix",
     "s2_stability",
     "DEFAULT_BATCH_BYTES",
-    "ClaimCheck",
-    "check_note_claims",
 ]
 
 #: working memory per batch for the (batch × (K+1) × H) coefficient tensor
@@ -107,12 +108,13 @@ DEFAULT_BATCH_BYTES = 1 << 27
 
 
 @dataclass
-class Params:
+class Params(TwoLayerShapes):
     """θ = (U, c, W, b) of the two-layer classifier and its activation.
 
-    U: M×H, c: M, W: H×E, b: H. Build with :func:`as_params` from a
-    :class:`actionlab.models.TwoLayer`, a dict ``{"U","c","W","b"}`` or a
-    4-tuple (with ``activation=``).
+    U: M×H, c: M, W: H×E, b: H — the shapes and their checks are
+    :func:`actionlab.models.check_two_layer`, shared with
+    :class:`~actionlab.models.TwoLayer`.  Build with :func:`as_params` from a
+    TwoLayer, a dict ``{"U","c","W","b"}`` or a 4-tuple (with ``activation=``).
     """
 
     U: torch.Tensor
@@ -120,18 +122,6 @@ class Params:
     W: torch.Tensor
     b: torch.Tensor
     activation: _act.Activation
-
-    @property
-    def M(self) -> int:
-        return self.U.shape[0]
-
-    @property
-    def H(self) -> int:
-        return self.U.shape[1]
-
-    @property
-    def E(self) -> int:
-        return self.W.shape[1]
 
     def to(self, dtype=None, device=None) -> Params:
         f = lambda x: x.to(dtype=dtype, device=device)  # noqa: E731
@@ -163,29 +153,60 @@ def as_params(params, activation=None) -> Params:
         if act is None:
             raise ValueCheckError("no activation given: pass activation='silu' (or any name in actionlab.activations.names())")
         p = Params(*(torch.as_tensor(x) for x in (U, c, W, b)), _act.get(act))
-    M, H = p.U.shape if p.U.dim() == 2 else (None, None)
-    if p.U.dim() != 2 or p.W.dim() != 2 or p.c.dim() != 1 or p.b.dim() != 1:
-        raise ShapeError(
-            f"expected U (M×H), c (M), W (H×E), b (H); got U {tuple(p.U.shape)}, c {tuple(p.c.shape)}, "
-            f"W {tuple(p.W.shape)}, b {tuple(p.b.shape)}"
+    check_two_layer(p.U, p.c, p.W, p.b)
+    return p
+
+
+def _check_working_dtype(x: torch.Tensor, name: str) -> None:
+    """Refuse float16 / bfloat16: the expansion works in float32 or float64."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        raise ValueCheckError(
+            f"{name} has dtype {x.dtype}; the expansion works in float32 or float64 (float16 and bfloat16 keep "
+            f"only ~3 and ~2 significant digits, and float16 overflows above 65504) — convert with .float() or .double()"
         )
-    if p.c.shape[0] != M or p.W.shape[0] != H or p.b.shape[0] != H:
+
+
+def _own_activation(model):
+    """The activation a params-like object carries itself (None for a bare tuple (U, c, W, b))."""
+    if isinstance(model, Params):
+        return model.activation
+    if hasattr(model, "tensors") and callable(model.tensors):
+        return getattr(model, "activation", None)
+    if isinstance(model, Mapping):
+        return model.get("activation")
+    return None
+
+
+def _as_base(base, p: Params, activation=None) -> Params:
+    """The base point as :class:`Params`, checked against the direction p.
+
+    There is one activation σ in t ↦ S(base + tθ): a base that carries its own
+    activation (a TwoLayer, a Params, a dict with "activation") must carry p's;
+    a bare tuple takes ``activation`` if given, else p's.
+    """
+    own = _own_activation(base)
+    point = as_params(base, None if own is not None else (activation if activation is not None else p.activation))
+    if point.activation != p.activation:
+        raise ValueCheckError(
+            f"base has activation {point.activation!r} but params have {p.activation!r}; the ray base + tθ has a single "
+            f"activation — pass a base with activation {p.activation.name!r} (or base as a tuple (U, c, W, b), which "
+            f"takes params' activation)"
+        )
+    if point.U.shape != p.U.shape or point.W.shape != p.W.shape:
         raise ShapeError(
-            f"inconsistent shapes: U {tuple(p.U.shape)}, c {tuple(p.c.shape)}, W {tuple(p.W.shape)}, b {tuple(p.b.shape)}; "
-            f"need U M×H, c M, W H×E, b H"
+            f"base has shapes U {tuple(point.U.shape)}, W {tuple(point.W.shape)} but θ has U {tuple(p.U.shape)}, W {tuple(p.W.shape)}"
         )
     for name in ("U", "c", "W", "b"):
-        x = getattr(p, name)
-        if not x.is_floating_point():
-            raise ValueCheckError(f"{name} must be a floating-point tensor, got {x.dtype}")
-        if not bool(torch.isfinite(x.detach()).all()):
-            raise ValueCheckError(f"{name} contains NaN or inf; the expansion needs finite parameters")
-    return p
+        _check_working_dtype(getattr(point, name), f"base {name}")
+    return point
 
 
 def _prepare(params, z, labels, activation=None, base=None):
     p = as_params(params, activation)
+    for name in ("U", "c", "W", "b"):
+        _check_working_dtype(getattr(p, name), name)
     check_float(z, "z")
+    _check_working_dtype(z, "z")
     if z.dim() != 2 or z.shape[1] != p.E:
         raise ShapeError(f"z must be N × E with E = {p.E} (the columns of W), got shape {tuple(z.shape)}")
     if not bool(torch.isfinite(z.sum())):  # cheap test first; the full check names the bad entries
@@ -199,17 +220,9 @@ def _prepare(params, z, labels, activation=None, base=None):
     p = p.to(dtype=dtype, device=device)
     z = z.to(dtype)
     labels = labels.to(device)
-    q = None
     if base is not None:
-        q = as_params(base, activation if activation is not None else p.activation)
-        if q.U.shape != p.U.shape or q.W.shape != p.W.shape:
-            raise ShapeError(
-                f"base has shapes U {tuple(q.U.shape)}, W {tuple(q.W.shape)} but θ has U {tuple(p.U.shape)}, W {tuple(p.W.shape)}"
-            )
-        if q.activation != p.activation:
-            raise ValueCheckError(f"base uses activation {q.activation!r} but θ uses {p.activation!r}; they must agree")
-        q = q.to(dtype=dtype, device=device)
-    return p, z, labels, q
+        base = _as_base(base, p, activation).to(dtype=dtype, device=device)
+    return p, z, labels, base
 
 
 def _batch_size(batch_size, N, H, K, itemsize, at_zero: bool = True) -> int:
@@ -237,13 +250,13 @@ def _progress(iterable, total, enabled, desc):
 # ---------------------------------------------------------------------------------------
 
 
-def _logit_series(p: Params, q: Params | None, zb: torch.Tensor, K: int) -> torch.Tensor:
+def _logit_series(p: Params, base: Params | None, zb: torch.Tensor, K: int) -> torch.Tensor:
     """Coefficients of f(t) = (U0 + tU)·σ(a0 + a1 t) + c0 + tc for a batch: shape (B, M, K+1)."""
     act = p.activation
     B = zb.shape[0]
     a1 = torch.addmm(p.b, zb, p.W.T)  # (B, H)
     f = zb.new_zeros(B, K + 1, p.M)
-    if q is None:
+    if base is None:
         # base 0: f_k = U h_{k−1} (k ≥ 1), h_j = τ_j a1^j; only h_0..h_{K−1} are needed.
         # Powers are formed in place one at a time (cache-friendly, no B × K × H buffer).
         if K >= 1:
@@ -273,14 +286,14 @@ def _logit_series(p: Params, q: Params | None, zb: torch.Tensor, K: int) -> torc
             # h_0 = σ(0) (the same on both sides: σ is continuous)
             f[:, 1, :] = tp[0] * p.U.sum(1) + p.c
     else:
-        a0 = zb @ q.W.T + q.b
+        a0 = zb @ base.W.T + base.b
         h = _S.activation_on_ray(act, a0, a1, K)  # (B, H, K+1)
         ht = h.transpose(1, 2)  # (B, K+1, H)
-        f = ht @ q.U.T
+        f = ht @ base.U.T
         if K >= 1:
             f[:, 1:, :] += ht[:, :K, :] @ p.U.T
             f[:, 1, :] += p.c
-        f[:, 0, :] += q.c
+        f[:, 0, :] += base.c
     return f.transpose(1, 2)  # (B, M, K+1)
 
 
@@ -305,11 +318,22 @@ def action_series(
         empirical distribution, S = −(1/N) Σ_i ln q_{m_i}(z_i) (eq. 2).
     order : K ≥ 0.
     base : the expansion point (same kinds as ``params``); ``None`` = θ = 0,
-        so that S_n is the notes' S_n(θ).
+        so that S_n is the notes' S_n(θ). The function has one activation σ:
+        a base carrying another activation than ``params`` is refused
+        (ValueCheckError); a bare tuple base takes ``params``' activation.
     batch_size : samples per batch (default: sized to ~128 MiB of work space).
 
     Returns a 1-D tensor of length K+1 in the promoted dtype of θ and z
-    (float64 in, float64 out), differentiable with respect to θ.
+    (float64 in, float64 out), differentiable with respect to θ. float16 and
+    bfloat16 inputs are refused (ValueCheckError): use float32 or float64.
+
+    Accuracy (measured by tests/test_series_saturated.py against an mpmath
+    reference, numbers in docs/expansion.md): at orders ≤ 16 the error of S_k
+    stays within a small multiple of the working precision times the size of
+    the coefficients (max_{j≤k} of |f_j| and |S_j|), at θ = 0 and at
+    saturated base points (logits ~100) alike: ≲ 256·ε times that size, i.e.
+    ~1e-14 in float64 and ~1e-5 in float32 (float32 measured 2e-7…4e-5
+    relative to |S_k| at base logits 1…100).
 
     For activations with a kink at the expansion point (relu, leaky relu, elu
     at θ = 0) the coefficients are the right-sided ones, exact for small t > 0
@@ -317,16 +341,16 @@ def action_series(
     """
     if not isinstance(order, int) or order < 0:
         raise ValueCheckError(f"order must be a non-negative int, got {order!r}")
-    p, z, labels, q = _prepare(params, z, labels, activation, base)
+    p, z, labels, base = _prepare(params, z, labels, activation, base)
     K = order
     N = z.shape[0]
-    bs = _batch_size(batch_size, N, p.H, K, z.element_size(), at_zero=q is None)
+    bs = _batch_size(batch_size, N, p.H, K, z.element_size(), at_zero=base is None)
     total = torch.zeros(K + 1, dtype=torch.float64, device=z.device)
     starts = range(0, N, bs)
     for s in _progress(starts, len(starts), progress, f"S_0..S_{K}"):
         zb = z[s : s + bs]
         lab = labels[s : s + bs]
-        f = _logit_series(p, q, zb, K)  # (B, M, K+1)
+        f = _logit_series(p, base, zb, K)  # (B, M, K+1)
         L = _S.logsumexp(f, dim=1)  # (B, K+1)
         fm = f.gather(1, lab.view(-1, 1, 1).expand(-1, 1, K + 1)).squeeze(1)
         total = total + (L - fm).sum(0).to(torch.float64)
@@ -355,6 +379,7 @@ def kink_radius(params, z: torch.Tensor, base=None, *, activation=None) -> float
     Beyond t* the one-sided series describes a different analytic piece.
     """
     p = as_params(params, activation)
+    base = None if base is None else _as_base(base, p, activation)  # refuses another activation
     kinks = tuple(p.activation.kinks)
     if not kinks:
         return math.inf
@@ -364,8 +389,7 @@ def kink_radius(params, z: torch.Tensor, base=None, *, activation=None) -> float
     if base is None:
         a0 = torch.zeros_like(a1)
     else:
-        q = as_params(base, p.activation)
-        a0 = z @ q.W.to(dtype).T + q.b.to(dtype)
+        a0 = z @ base.W.to(dtype).T + base.b.to(dtype)
     best = math.inf
     for k in kinks:
         with torch.no_grad():
@@ -825,7 +849,7 @@ def s2_stability(z, labels, activation, H: int, *, num_classes: int | None = Non
         ex.append(float(action_exact(dt_, z, labels, activation=act)))
     S = [float(x) for x in ser]
     quad = [S[0] + S[1] * float(t) + S[2] * float(t) ** 2 for t in ts]
-    cub = [q + S[3] * float(t) ** 3 for q, t in zip(quad, ts)]
+    cub = [s2 + S[3] * float(t) ** 3 for s2, t in zip(quad, ts)]
     i = min(range(len(ex)), key=lambda j: ex[j])
     # refine the minimiser on the bracket
     from scipy.optimize import minimize_scalar
@@ -855,204 +879,3 @@ def s2_stability(z, labels, activation, H: int, *, num_classes: int | None = Non
         t=[float(t) for t in ts], exact=ex, quadratic=quad, cubic=cub, t_min=t_min, S_min=S_min,
     )
 
-
-# ---------------------------------------------------------------------------------------
-# the notes' closed-form claims, as data (for `actionlab notes-check`)
-# ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class ClaimCheck:
-    """One closed-form claim of notes 000–002 evaluated on one problem.
-
-    note_value: what the note's formula gives (a number, or a statement);
-    exact: the project's exact value on the same problem; holds: whether they
-    agree (to ``tol`` relative) — None where the claim cannot be decided here;
-    details: how the exact value was obtained and by how much they differ.
-    """
-
-    id: str
-    source: str
-    where: str
-    claim: str
-    note_value: object
-    exact: object
-    holds: bool | None
-    details: str = ""
-
-
-def _restrict(theta: dict, keep: str) -> dict:
-    """θ with only the named blocks (letters of 'UcWb') kept, the others zero."""
-    return {k: (v if k in keep else torch.zeros_like(v)) for k, v in theta.items()}
-
-
-def _close(a: float, b: float, tol: float) -> bool:
-    return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
-
-
-def check_note_claims(z: torch.Tensor, labels: torch.Tensor, theta, *, tol: float = 1e-9,
-                      paper_shapes: tuple[int, int, int] = (10, 2048, 1024), n_max: int = 5) -> list[ClaimCheck]:
-    """Evaluate every closed-form claim of notes 000, 001, 002 on (z, labels) at the direction θ (silu, the notes' σ).
-
-    Each named term's *exact* value is taken from :func:`action_series` by
-    inclusion–exclusion over parameter blocks (e.g. the U·W·b term of S_3 is
-    S_3(U, W, b) − S_3(U, W) − S_3(U, b)), independently of :func:`terms`; the
-    note's value is its own formula on the same θ. Use balanced data: the notes
-    assume p(α) = 1/M throughout.
-    """
-    silu = _act.get("silu")
-    p = as_params(theta, silu)
-    th = {"U": p.U, "c": p.c, "W": p.W, "b": p.b}
-    M, H = p.M, p.H
-    pa = class_frequencies(labels, M)
-    balanced = bool(torch.allclose(pa, torch.full_like(pa, 1.0 / M), rtol=0, atol=1e-12))
-    z = z.to(torch.promote_types(p.U.dtype, z.dtype))
-
-    def S(keep: str, K: int = 3) -> torch.Tensor:
-        return action_series(_restrict(th, keep), z, labels, K, activation=silu)
-
-    full = action_series(th, z, labels, 3, activation=silu)
-    T = terms(th, z, labels, activation=silu, exact=False)
-    out: list[ClaimCheck] = []
-    bal = "balanced" if balanced else f"UNBALANCED (max |p(α) − 1/M| = {float((pa - 1 / M).abs().max()):.3g})"
-
-    # S_0, S_1
-    out.append(ClaimCheck("S0", "000 eq. 4; 001 eq. 4; 002 eq. 7", "§2.1", "S_0 = ln M", math.log(M), float(full[0]),
-                          _close(math.log(M), float(full[0]), tol), "S_0 from action_series"))
-    out.append(ClaimCheck("S1", "000 eq. 5; 001 eq. 5; 002 eq. 8", "§2.2", "S_1(θ) = 0 for balanced data", 0.0,
-                          float(full[1]), abs(float(full[1])) <= tol if balanced else None,
-                          f"data {bal}; exact S_1 = −Σ_α (p(α) − 1/M) c_α = {T.S1:.3e} (nonzero whenever classes are unbalanced)"))
-    # S_2
-    s2c = float(S("c")[2])
-    note_cc = T.by_name("c·c").note_value
-    out.append(ClaimCheck("S2.cc", "000 eq. 6; 001 eq. 6; 002 eq. 9", "§2.3", "c·c term of S_2: ½ Σ (δ_αβ/M − 1/M²) c_α c_β",
-                          note_cc, s2c, _close(note_cc, s2c, tol), "exact = S_2 along θ restricted to c"))
-    s2uw = float(S("UW")[2])
-    note_uw = T.by_name("U·W").note_value
-    out.append(ClaimCheck("S2.UW", "000 eq. 6; 001 eq. 6", "§2.3", "U·W term of S_2: ½ Σ_αγ J_αγ/(2M) Σ_β U_αβ W_βγ",
-                          note_uw, s2uw, _close(note_uw, s2uw, tol),
-                          f"exact = S_2 along θ restricted to (U, W) = (σ'(0)/M) Σ J U W = J/(2M)·UW; "
-                          f"exact/note = {s2uw / note_uw if note_uw else float('nan'):.6g} (the Hessian entry J/(2M) is right, "
-                          f"but the pair (U_αβ, W_βγ) appears twice in ½ θᵀ∇²Sθ: the ½ is cancelled)"))
-    s2ub = float(S("Ub")[2])
-    out.append(ClaimCheck("S2.Ub", "000 §2.3; 001 §2.3", "§2.3", "∂²S/∂U_αβ∂b_β(0) = 0: no U·b term in S_2 (balanced data)", 0.0,
-                          s2ub, abs(s2ub) <= tol if balanced else None, f"exact = S_2 along θ restricted to (U, b); data {bal}"))
-    # definiteness of the c block and stability conclusions
-    Hcc = torch.eye(M, dtype=torch.float64) / M - 1.0 / M**2
-    ev = torch.linalg.eigvalsh(Hcc)
-    det = float(torch.linalg.det(Hcc))
-    evs = f"eigenvalues {float(ev[0]):.2e} (×1, eigenvector ∝ (1,…,1)) and {float(ev[-1]):.6g} = 1/M (×{M - 1}); det = {det:.2e}"
-    out.append(ClaimCheck("S2.cc.definite", "000 §2.3; 001 §2.3", "§2.3",
-                          "δ_αβ/M − 1/M² is non-positive definite (since it has non-positive determinant)",
-                          "non-positive definite", evs, False,
-                          "it is positive SEMI-definite: one zero eigenvalue (softmax is invariant under c → c + const·1) "
-                          "and M−1 eigenvalues 1/M > 0; a zero determinant does not make a matrix non-positive definite"))
-    out.append(ClaimCheck("S2.cc.definite.002", "002 §2.3", "§2.3", "δ_αβ/M − 1/M² is non-negative definite",
-                          "non-negative definite", evs, bool(float(ev[0]) >= -1e-15), "eigenvalues of the M × M matrix"))
-    # c = 0 stability: S restricted to c is convex with S_1 = 0 at c = 0 (balanced) → global minimum there
-    g = torch.Generator().manual_seed(0)
-    cs = torch.randn(256, M, dtype=torch.float64, generator=g) * torch.logspace(-3, 1, 256, dtype=torch.float64).unsqueeze(1)
-    pz = pa.to(dtype=torch.float64, device="cpu")
-    Sc = torch.logsumexp(cs, 1) - cs @ pz  # S(U=W=b=0, c) = LSE(c) − Σ p(α) c_α
-    gap = float((Sc - math.log(M)).min())
-    out.append(ClaimCheck("S2.c.unstable", "001 §2.3", "§2.3",
-                          "δ_αβ − 1/M has non-positive determinant for M = 2, 3, …, which means c = 0 is also unstable",
-                          "c = 0 unstable", f"det(δ − 1/M) = {float(torch.linalg.det(torch.eye(M, dtype=torch.float64) - 1.0 / M)):.2e}; "
-                          f"min over 256 random c of S(c) − ln M = {gap:.3e}",
-                          False if balanced else None,
-                          "the determinant is 0, but S(c) = LSE(c) − Σ_α p(α) c_α is convex with zero gradient at c = 0 "
-                          "for balanced data, so c = 0 is a global minimum along c (flat only along c ∝ (1,…,1), where S is exactly constant)"))
-    st = s2_stability(z, labels, silu, H, num_t=25)
-    out.append(ClaimCheck("S2.no_lower_bound", "000 §2.3; 001 §2.3", "§2.3", "there is no lower bound for the second (U·W) term of S_2",
-                          "unbounded below", f"λ_min(∇²S(0)) = {st.lambda_min:.6g} (= −s_1 of σ'(0)[D | 1/M − p]); "
-                          f"S_2 along the unit direction = {st.s_along[2]:.6g}",
-                          st.lambda_min < 0,
-                          f"S_2 is an indefinite quadratic form (spectrum ±s_i, each H times); along that direction the exact S "
-                          f"has its minimum {st.S_min:.6g} at t = {st.t_min:.4g} and never goes below 0"))
-    # S_3 terms
-    S3 = {k: float(S(k)[3]) for k in ("c", "UW", "Ub", "UWb", "Ubc", "UWc")}
-    exact3 = {
-        "c·c·c": S3["c"],
-        "(U·b)·c": S3["Ubc"] - S3["Ub"] - S3["c"],
-        "(U·W)·c": S3["UWc"] - S3["UW"] - S3["c"],
-        "U·W·b": S3["UWb"] - S3["UW"] - S3["Ub"],
-        "U·W·W": S3["UW"],
-    }
-    factors = {"c·c·c": "1", "(U·b)·c": "6", "(U·W)·c": "6", "U·W·b": "6", "U·W·W": "3"}
-    texts = {
-        "c·c·c": "Σ (δ_αβγ/(6M) − (δ_αβ+δ_αγ+δ_βγ)/(6M²) + 1/(3M³)) c_α c_β c_γ",
-        "(U·b)·c": "Σ (δ_αγ/(12M) − 1/(12M²)) (Σ_β U_αβ b_β) c_γ",
-        "(U·W)·c": "Σ (Z_γ δ_αδ/(12M) − Z_γ/(12M²)) (Σ_β U_αβ W_βγ) c_δ",
-        "U·W·b": "Σ J_αγ/(12M) Σ_β U_αβ W_βγ b_β",
-        "U·W·W": "Σ J_αγδ/(12M) Σ_β U_αβ W_βγ W_βδ",
-    }
-    how = {
-        "c·c·c": "S_3(c)",
-        "(U·b)·c": "S_3(U, b, c) − S_3(U, b) − S_3(c)",
-        "(U·W)·c": "S_3(U, W, c) − S_3(U, W) − S_3(c)",
-        "U·W·b": "S_3(U, W, b) − S_3(U, W) − S_3(U, b)",
-        "U·W·W": "S_3(U, W)",
-    }
-    for name, ex in exact3.items():
-        nv = T.by_name(name).note_value
-        ratio = ex / nv if nv else float("nan")
-        out.append(ClaimCheck(f"S3.{name}", "000 §2.4; 001 §2.4" + ("; 002 eq. 10" if name == "c·c·c" else ""), "§2.4",
-                              f"{name} term of S_3: {texts[name]}", nv, ex, _close(nv, ex, tol),
-                              f"exact = {how[name]} (action_series); derived coefficient: {T.by_name(name).coefficient}; "
-                              f"exact/note = {ratio:.6g}" + ("" if name == "c·c·c" else
-                              f" (the note divides the third derivative by 3! but drops the {factors[name]} orderings of the "
-                              f"distinct parameters)")))
-    s3ubb = S3["Ub"]
-    out.append(ClaimCheck("S3.Ubb", "000 §2.4; 001 §2.4", "§2.4", "∂³S/∂U_αβ∂b_β∂b_β(0) = 0: no U·b·b term (balanced data)", 0.0,
-                          s3ubb, abs(s3ubb) <= tol if balanced else None, f"exact = S_3(U, b); data {bal}"))
-    # no lower bound up to third order
-    tt = st.t[-1]
-    cub = st.cubic[-1]
-    out.append(ClaimCheck("S3.no_lower_bound", "000 §2.4; 001 §2.4", "§2.4", "up to the third order the action still has no lower bound",
-                          "unbounded below", f"S_0 + S_2 t² + S_3 t³ = {cub:.4g} at t = {tt:.3g} along the S_2-descent direction "
-                          f"(S_3 = {st.s_along[3]:.3g}); exact S there = {st.exact[-1]:.4g}",
-                          cub < 0 and st.s_along[2] < 0,
-                          "true of the truncated series (a cubic is unbounded below), while the exact action is ≥ 0 everywhere"))
-    # sub-term counts (001)
-    Mp, Hp, Ep = paper_shapes
-    counts = [Mp**3, Mp * Mp * Hp, Mp * Mp * Hp * Ep, Mp * Hp * Ep, Mp * Hp * Ep * Ep]
-    note_counts = [1e3, 2.1e5, 2.1e8, 2.1e7, 2.2e10]
-    ok = all(abs(a - b) / b < 0.06 for a, b in zip(counts, note_counts))
-    out.append(ClaimCheck("S3.subterms", "001 §2.4", "§2.4",
-                          "for U 10×2048, W 2048×1024 the five S_3 terms sum over 10³, 2.1×10⁵, 2.1×10⁸, 2.1×10⁷, 2.2×10¹⁰ sub-terms",
-                          note_counts, counts, ok, "M³, M²H, M²HE, MHE, MHE² (the counts terms() reports)"))
-    # all-orders coefficient, measured as d/dε S_{n+1}(εU, W, b = 0, c = 0)
-    eps = torch.zeros((), dtype=z.dtype, requires_grad=True)
-    d = {"U": eps * th["U"], "c": torch.zeros_like(th["c"]), "W": th["W"], "b": torch.zeros_like(th["b"])}
-    ser = action_series(d, z, labels, n_max + 1, activation=silu)
-    meas, note_k, derived = [], [], []
-    for n in range(1, n_max + 1):
-        (gr,) = torch.autograd.grad(ser[n + 1], eps, retain_graph=True)
-        con = float(j_contract(z, labels, th["U"], th["W"], n, class_weighted=True))
-        meas.append(float(gr) / con if con != 0 else float("nan"))
-        note_k.append(kappa_note(silu, n, M))
-        derived.append(kappa(silu, n, M))
-    agree_note = all(_close(a, b, 1e-6) for a, b in zip(meas, note_k) if b != 0)
-    out.append(ClaimCheck("S.all_orders", "000 §2.5; 001 §2.5", "§2.5",
-                          "the U·Wⁿ part of S_{n+1} is σ⁽ⁿ⁾(0)/((n+1)!·M) Σ J U Wⁿ",
-                          note_k, meas, agree_note,
-                          f"measured κ_n = [d/dε S_(n+1)(εU, W, 0, 0)]_(ε=0) / Σ J U Wⁿ for n = 1..{n_max}; derived "
-                          f"σ⁽ⁿ⁾(0)/(n!·M) = {[round(x, 10) for x in derived]}; measured/note = "
-                          f"{[round(a / b, 6) if b else None for a, b in zip(meas, note_k)]} (= n + 1)"))
-    # silu derivatives
-    tau = silu.taylor(2)
-    out.append(ClaimCheck("silu.derivatives", "000 §2.3–2.4; 001 §2.3–2.4", "§2.3", "silu: σ(0) = 0, σ'(0) = 1/2, σ''(0) = 1/2",
-                          [0.0, 0.5, 0.5], [tau[0], tau[1], 2 * tau[2]],
-                          _close(tau[1], 0.5, 1e-15) and _close(2 * tau[2], 0.5, 1e-15) and tau[0] == 0.0, "activations.get('silu').taylor(2)"))
-    # relu claims of 002
-    relu = _act.get("relu")
-    r2 = float(action_series(th, z, labels, 2, activation=relu)[2])
-    note_relu = 0.5 * float(j_contract(z, labels, th["U"], th["W"], 1, class_weighted=True)) / M + note_cc
-    r2uw = float(action_series(_restrict(th, "UW"), z, labels, 2, activation=relu)[2])
-    out.append(ClaimCheck("relu.sigma_prime", "002 §1.1, eq. 9", "§1.1/§2.3",
-                          "relu has σ'(0) = 1 (σ⁽ⁿ⁾(0) = 0 otherwise), so S_2 = ½ Σ (δ/M − 1/M²) c c + ½ Σ J_αγ U W with J = (E_p − E_α)z/M",
-                          note_relu, r2, _close(note_relu, r2, tol),
-                          f"relu is not differentiable at 0 (right derivative 1, left 0): along the ray f(tθ) = t c + t² U relu(W z + b) "
-                          f"exactly, so the exact S_2 = ½ c·c-form + Σ_αβ U_αβ D_α[relu(W z + b)_β], not a J-contraction; "
-                          f"exact S_2 restricted to (U, W) = {r2uw:.6g} vs the note's ½ Σ J U W/M = {note_relu - note_cc:.6g}"))
-    return out

@@ -38,9 +38,54 @@ from actionlab._checks import (
     check_same_length,
 )
 
-__all__ = ["TwoLayer", "MLP", "two_layer_logits", "action", "PARAM_NAMES"]
+__all__ = ["TwoLayer", "TwoLayerShapes", "check_two_layer", "MLP", "two_layer_logits", "action", "PARAM_NAMES"]
 
 PARAM_NAMES = ("U", "c", "W", "b")
+
+
+def check_two_layer(U: torch.Tensor, c: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> tuple[int, int, int]:
+    """Check θ = (U, c, W, b) of the two-layer classifier (notes 000–002 §1.1); return (M, H, E).
+
+    U ∈ R^{M×H}, c ∈ R^M, W ∈ R^{H×E}, b ∈ R^H, every entry a finite float.
+    The one definition of the shapes: :class:`TwoLayer` and
+    :class:`actionlab.expansion.Params` both check their tensors here.
+    """
+    tensors = {"U": U, "c": c, "W": W, "b": b}
+    for name, t in tensors.items():
+        check_float(t, name)
+    if U.dim() != 2 or W.dim() != 2 or c.dim() != 1 or b.dim() != 1:
+        raise ShapeError(
+            "the two-layer classifier needs U (M×H), c (M), W (H×E), b (H); got "
+            + ", ".join(f"{k} {tuple(v.shape)}" for k, v in tensors.items())
+        )
+    M, H = U.shape
+    if c.shape[0] != M or W.shape[0] != H or b.shape[0] != H:
+        raise ShapeError(
+            f"inconsistent shapes: U is {M}×{H}, so c needs {M} entries (has {c.shape[0]}), "
+            f"W needs {H} rows (has {W.shape[0]}) and b needs {H} entries (has {b.shape[0]})"
+        )
+    for name, t in tensors.items():
+        check_finite(t.detach(), name)
+    return int(M), int(H), int(W.shape[1])
+
+
+class TwoLayerShapes:
+    """M, H, E of anything holding θ = (U, c, W, b) as attributes (U: M×H, W: H×E)."""
+
+    U: torch.Tensor
+    W: torch.Tensor
+
+    @property
+    def M(self) -> int:
+        return self.U.shape[0]
+
+    @property
+    def H(self) -> int:
+        return self.U.shape[1]
+
+    @property
+    def E(self) -> int:
+        return self.W.shape[1]
 
 
 def two_layer_logits(
@@ -51,7 +96,7 @@ def two_layer_logits(
     return act(z @ W.T + b) @ U.T + c
 
 
-class TwoLayer(nn.Module):
+class TwoLayer(TwoLayerShapes, nn.Module):
     """The two-layer classifier q = softmax(U·σ(W z + b) + c) of notes 000–002 §1.1.
 
     Construct from tensors of any float dtype (kept as given)::
@@ -71,21 +116,8 @@ class TwoLayer(nn.Module):
         **activation_params: float,
     ) -> None:
         super().__init__()
+        check_two_layer(U, c, W, b)
         tensors = {"U": U, "c": c, "W": W, "b": b}
-        for name, t in tensors.items():
-            check_float(t, name)
-            check_finite(t, name)
-        if U.dim() != 2 or W.dim() != 2 or c.dim() != 1 or b.dim() != 1:
-            raise ShapeError(
-                "TwoLayer needs U (M×H), c (M), W (H×E), b (H); got "
-                + ", ".join(f"{k} {tuple(v.shape)}" for k, v in tensors.items())
-            )
-        M, H = U.shape
-        if c.shape[0] != M or W.shape[0] != H or b.shape[0] != H:
-            raise ShapeError(
-                f"inconsistent shapes: U is {M}×{H}, so c needs {M} entries (has {c.shape[0]}), "
-                f"W needs {H} rows (has {W.shape[0]}) and b needs {H} entries (has {b.shape[0]})"
-            )
         dtypes = {t.dtype for t in tensors.values()}
         devices = {t.device for t in tensors.values()}
         if len(dtypes) > 1 or len(devices) > 1:
@@ -96,19 +128,7 @@ class TwoLayer(nn.Module):
         self.b = nn.Parameter(b.detach().clone())
         self.activation = _act.get(activation, **activation_params)
 
-    # -- shapes ------------------------------------------------------------------------
-    @property
-    def M(self) -> int:
-        return self.U.shape[0]
-
-    @property
-    def H(self) -> int:
-        return self.U.shape[1]
-
-    @property
-    def E(self) -> int:
-        return self.W.shape[1]
-
+    # -- shapes (M, H, E from TwoLayerShapes) ------------------------------------------
     @property
     def dtype(self) -> torch.dtype:
         return self.U.dtype

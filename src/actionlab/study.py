@@ -5,81 +5,90 @@ format of `actionlab.runs`) and an index, ``DIR/study.json``:
 
     DIR/
       study.json          # what ran, with which preset and seed, status, wall time, errors
-      expand/             # results.json, *.png, summary.md, provenance.json
+      demo/               # results.json, *.png, summary.md, provenance.json
+      expand/
       notes-check/
       ...
 
-Rules (so that a long study can be stopped and started again):
+Members: the registered experiments (:func:`actionlab.experiments.load_all`;
+``expand`` and ``notes-check`` are experiments like the others).
+
+Rules (so that a long study can be stopped and started again). For each
+member, :func:`decide` looks at its run folder (:func:`actionlab.runs.folder_state`)
+and says what to do; ``run_study`` then does it:
 
 * experiments run in registry order (``order``, then name);
-* a run folder with ``results.json`` and no ``RUNNING`` marker is *finished*
-  and is kept (status ``cached``) unless ``rerun=True`` — or unless it was
-  made with another configuration or seed (status ``stale``: it is rerun);
-* a run folder with a ``RUNNING`` marker was *interrupted* (or a previous
-  experiment crashed): it is deleted and the experiment starts again from a
-  clean folder;
-* an experiment that raises is recorded as ``failed`` with its traceback, both
-  in ``study.json`` and in ``DIR/<name>/ERROR.txt``; the study goes on with
-  the next one, and a later study retries it;
+* a *finished* run folder is kept (status ``cached``) unless ``rerun=True`` —
+  or unless it was made with another configuration, seed or dtype (it is
+  rerun, and ``note`` says why);
+* a *running* folder (a ``RUNNING`` marker: an interrupted study, a killed
+  process), a *failed* one (a ``FAILED`` marker) or an *incomplete* one is
+  deleted and the experiment starts again from a clean folder;
+* an experiment that raises is recorded as ``failed`` with its traceback,
+  both in ``study.json`` and in the run folder's ``FAILED`` marker
+  (:func:`actionlab.runs.mark_failed`, with the command that repeats it); the
+  study goes on with the next one, and a later study retries it;
+* Ctrl-C marks the running experiment ``interrupted`` in ``study.json`` (its
+  folder keeps the ``RUNNING`` marker, so the next study restarts it), saves
+  ``study.json`` and is raised again;
 * ``study.json`` is rewritten (atomically) after every experiment, so it is
   valid whenever the study is stopped.
 
-Members: every registered experiment (``actionlab.experiments``), plus every
-hand-written command of ``actionlab.commands`` that opts in with a module-level
-``STUDY`` dict (see `CommandExperiment`): such a command is run as
-``actionlab <name> <preset arguments> --out DIR/<name> --seed … --device … --dtype …``
-and must write a run folder there.
-
-Each experiment is called as ``run(config, RunOptions(out=DIR/<name>, ...))``
-with the config of the requested preset (``default`` when the experiment has
-no such preset). While it runs, ``sys.argv`` reads as the equivalent single
-command (``actionlab <name> --preset quick --out DIR/<name> --seed 0 ...``),
-so the provenance every run folder records is the command that repeats that
-one run.
+Each experiment is called as ``run(config, RunOptions(out=DIR/<name>, seed,
+device, dtype, preset, command))`` with the config of the requested preset
+(``default`` when the experiment has no such preset); ``command`` is the
+single command that repeats that one run (``actionlab <name> --preset quick
+--out DIR/<name> --seed 0 --device cpu --dtype float32``), which its run
+folder records as its provenance.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as _dt
 import json
 import os
-import re
+import shlex
 import shutil
-import sys
 import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from actionlab._checks import ValueCheckError
 from actionlab.config import RunOptions, seed_everything
-from actionlab.runs import VERDICTS, provenance, to_jsonable
+from actionlab.runs import FAILED, FOLDER_STATES, VERDICTS, folder_state, mark_failed, provenance, to_jsonable
 
 __all__ = [
     "StudyEntry",
     "Study",
-    "CommandExperiment",
+    "Decision",
+    "decide",
     "study_members",
     "run_study",
     "plan_study",
     "run_state",
     "load_study",
+    "command_line",
     "STUDY_FILE",
+    "ERROR_FILE",
     "STATUSES",
     "RUN_STATES",
 ]
 
 STUDY_FILE = "study.json"
-ERROR_FILE = "ERROR.txt"
+#: the marker of a failed run folder (owned by `actionlab.runs`; kept here under its old name)
+ERROR_FILE = FAILED
 
 #: status of an experiment in ``study.json``
 STATUSES = ("pending", "running", "done", "cached", "failed", "interrupted")
-#: state of a run folder on disk, see `run_state`
-RUN_STATES = ("absent", "finished", "running", "failed", "incomplete")
+#: state of a run folder on disk, see `actionlab.runs.folder_state`
+RUN_STATES = FOLDER_STATES
+
+#: the study's presets (an experiment without the one asked for runs its ``default``)
+PRESETS = ("quick", "default", "full")
 
 
 def _now() -> str:
@@ -87,23 +96,8 @@ def _now() -> str:
 
 
 def run_state(path: str | Path) -> str:
-    """The state of a run folder on disk.
-
-    ``absent`` (no folder), ``finished`` (``results.json`` and no ``RUNNING``
-    marker), ``running`` (a ``RUNNING`` marker: in progress or interrupted),
-    ``failed`` (an ``ERROR.txt`` written by the study and no results) or
-    ``incomplete`` (a folder with neither).
-    """
-    p = Path(path)
-    if not p.is_dir():
-        return "absent"
-    if (p / "RUNNING").exists():
-        return "running"
-    if (p / "results.json").is_file():
-        return "finished"
-    if (p / ERROR_FILE).is_file():
-        return "failed"
-    return "incomplete"
+    """The state of a run folder on disk: :func:`actionlab.runs.folder_state` (kept under this name)."""
+    return folder_state(path)
 
 
 @dataclass
@@ -216,88 +210,11 @@ def load_study(path: str | Path) -> Study | None:
     return study
 
 
-@dataclass(frozen=True)
-class CommandExperiment:
-    """A hand-written command of ``actionlab.commands`` taken into the study.
-
-    A command module opts in with a module-level dict::
-
-        STUDY = {
-            "sources": ("000", "001", "002"),   # documents whose claims it checks
-            "order": 5,                         # position in the study
-            "help": "what it measures",         # default: the parser's help
-            "presets": {"quick": ["--no-fashion"], "default": [], "full": []},  # extra arguments
-        }
-
-    The study then runs ``actionlab <name> <preset arguments> --out DIR/<name>
-    --seed S --device D --dtype T`` in-process (through `actionlab.cli.main`);
-    the command must write a run folder at ``--out``. Its config, as far as
-    the study sees it, is the argument list of the preset.
-    """
-
-    name: str
-    config_cls: type
-    run: Any
-    help: str = ""
-    sources: tuple[str, ...] = ()
-    order: int = 100
-
-    def command_line(self, config: Any, out: Path, seed: int, device: str, dtype: str) -> list[str]:
-        return ["actionlab", self.name, *config.argv, "--out", str(out), "--seed", str(seed), "--device", device, "--dtype", dtype]
-
-    @classmethod
-    def from_module(cls, name: str, module: Any) -> CommandExperiment:
-        spec = dict(getattr(module, "STUDY"))
-        raw = spec.get("presets") or {"default": []}
-        presets = {k: {"argv": tuple(str(a) for a in v)} for k, v in raw.items()}
-        presets.setdefault("default", {"argv": ()})
-        cfg = dataclasses.make_dataclass(
-            f"{name.replace('-', '_')}_command_config",
-            [("argv", tuple, field(default=()))],
-            namespace={"PRESETS": presets, "__doc__": f"Extra arguments of `actionlab {name}` in the study."},
-        )
-
-        def run(config: Any, options: RunOptions) -> None:
-            import io
-
-            from actionlab.cli import main
-
-            argv = [name, *config.argv, "--out", str(options.out), "--seed", str(options.seed),
-                    "--device", str(options.device), "--dtype", str(options.dtype)]
-            out, err = io.StringIO(), io.StringIO()
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                try:
-                    rc = main(argv)
-                except SystemExit as exc:  # argparse rejects the arguments
-                    rc = exc.code if isinstance(exc.code, int) else 1
-            if rc:
-                tail = (err.getvalue().strip() or out.getvalue().strip())[-2000:]
-                raise RuntimeError(f"`actionlab {' '.join(argv)}` exited with status {rc}: {tail}")
-
-        doc = (module.__doc__ or "").strip().splitlines()
-        first = doc[0].strip() if doc else name
-        helptext = spec.get("help") or re.sub(r"^``actionlab [\w-]+``:\s*", "", first)
-        return cls(name, cfg, run, helptext, tuple(spec.get("sources", ())), int(spec.get("order", 100)))
-
-
 def study_members() -> dict[str, Any]:
-    """Every member of the study: the registered experiments, then the commands with a ``STUDY`` dict."""
-    import importlib
-    import pkgutil
-
-    import actionlab.commands as commands_pkg
+    """Every member of the study: the registered experiments."""
     from actionlab.experiments import load_all
 
-    members: dict[str, Any] = dict(load_all())
-    for mod in sorted(pkgutil.iter_modules(commands_pkg.__path__), key=lambda m: m.name):
-        if mod.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"actionlab.commands.{mod.name}")
-        if isinstance(getattr(module, "STUDY", None), Mapping):
-            name = getattr(module, "STUDY").get("name") or mod.name.replace("_", "-")
-            if name not in members:
-                members[name] = CommandExperiment.from_module(name, module)
-    return members
+    return dict(load_all())
 
 
 def _registry(experiments: Mapping[str, Any] | Iterable[Any] | None) -> list[Any]:
@@ -349,25 +266,33 @@ def _config_for(exp: Any, preset: str) -> tuple[Any, str, str]:
     if preset in presets:
         return make_config(exp.config_cls, preset), preset, ""
     fallback = "default" if "default" in presets else next(iter(presets))
-    return (
-        make_config(exp.config_cls, fallback),
-        fallback,
-        f"no preset {preset!r}; ran preset {fallback!r}",
-    )
+    return make_config(exp.config_cls, fallback), fallback, f"no preset {preset!r}; ran preset {fallback!r}"
 
 
-def _command(name: str, preset: str, out: Path, seed: int, device: str, dtype: str) -> list[str]:
-    return ["actionlab", name, "--preset", preset, "--out", str(out), "--seed", str(seed), "--device", device, "--dtype", dtype]
+def command_line(name: str, preset: str, out: Path, options: RunOptions) -> str:
+    """The single command that repeats one member's run: ``actionlab NAME --preset P --out DIR/NAME --seed …``."""
+    return shlex.join(["actionlab", name, "--preset", preset, "--out", str(out), "--seed", str(options.seed),
+                       "--device", str(options.device), "--dtype", str(options.dtype)])
 
 
-@contextlib.contextmanager
-def _argv(argv: list[str]):
-    old = sys.argv
-    sys.argv = list(argv)
-    try:
-        yield
-    finally:
-        sys.argv = old
+# ---------------------------------------------------------------------------------------
+# deciding what to do with a member
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the study does with one member: keep its finished run folder, or (re)run it, and why."""
+
+    run: bool
+    reason: str = ""  # why it is (re)run; "" for a first run or a kept folder
+
+
+_RESTART = {
+    "running": "restarted: the previous run was interrupted",
+    "failed": "retried: the previous run failed",
+    "incomplete": "restarted: the folder held no results",
+}
 
 
 def _read_results(folder: Path) -> dict | None:
@@ -377,7 +302,7 @@ def _read_results(folder: Path) -> dict | None:
         return None
 
 
-def _stale_reason(folder: Path, config: Any, seed: int) -> str | None:
+def _stale_reason(folder: Path, config: Any, options: RunOptions, before: StudyEntry | None) -> str | None:
     """Why a finished run folder does not match the requested run (None when it does)."""
     data = _read_results(folder)
     if data is None:
@@ -388,10 +313,38 @@ def _stale_reason(folder: Path, config: Any, seed: int) -> str | None:
         changed = sorted(k for k in wanted if k in stored and stored[k] != wanted[k])
         if changed:
             return f"configuration changed ({', '.join(changed)})"
-    prov_seed = (data.get("provenance") or {}).get("seed")
-    if prov_seed is not None and prov_seed != seed:
-        return f"seed changed ({prov_seed} -> {seed})"
+    prov = data.get("provenance") or {}
+    if prov.get("seed") is not None and prov["seed"] != options.seed:
+        return f"seed changed ({prov['seed']} -> {options.seed})"
+    dtype = str(options.dtype)
+    if prov.get("dtype") is not None and prov["dtype"] != dtype:
+        return f"dtype changed ({prov['dtype']} -> {dtype})"
+    if prov.get("dtype") is None and before is not None and before.command and f"--dtype {dtype}" not in before.command:
+        return f"dtype changed (now {dtype})"
     return None
+
+
+def decide(folder: Path, config: Any, options: RunOptions, *, rerun: bool = False,
+           before: StudyEntry | None = None) -> Decision:
+    """What to do with a member whose run folder is ``folder``, from the folder's state (see the module's rules).
+
+    ``before``: the member's entry in the previous ``study.json`` (for run folders that do not record
+    their dtype).
+    """
+    state = folder_state(folder)
+    if state == "absent":
+        return Decision(True)
+    if state == "finished":
+        if rerun:
+            return Decision(True, "rerun: asked for")
+        stale = _stale_reason(folder, config, options, before)
+        return Decision(False) if stale is None else Decision(True, f"rerun: {stale}")
+    return Decision(True, _RESTART[state])
+
+
+# ---------------------------------------------------------------------------------------
+# doing it
+# ---------------------------------------------------------------------------------------
 
 
 def _fill_from_results(entry: StudyEntry, folder: Path) -> None:
@@ -415,6 +368,87 @@ def _claims_text(entry: StudyEntry) -> str:
     return ", ".join(f"{n} {v}" for v, n in entry.claims.items())
 
 
+def _fail(entry: StudyEntry, exc: BaseException) -> None:
+    entry.status = "failed"
+    entry.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    entry.traceback = "".join(traceback.format_exception(exc))
+    entry.finished = _now()
+
+
+def _execute(exp: Any, config: Any, entry: StudyEntry, options: RunOptions, save: Callable[[], Any]) -> str:
+    """Run one member into a clean ``options.out``, record the outcome in ``entry``; return the log line's tail.
+
+    ``save`` is called once the entry reads ``running`` (so ``study.json`` says what is in progress).
+
+    Ctrl-C marks the entry ``interrupted`` and is raised again (the folder keeps its ``RUNNING`` marker).
+    """
+    folder = Path(options.out)
+    if folder.exists():
+        shutil.rmtree(folder)
+    entry.status, entry.command = "running", options.command
+    entry.started, entry.finished, entry.wall_time_s = _now(), None, None
+    entry.error = entry.traceback = None
+    entry.claims, entry.figures = {}, 0
+    save()
+    t0 = time.perf_counter()
+    try:
+        seed_everything(options.seed)
+        exp.run(config, options)
+        if folder_state(folder) != "finished":
+            raise RuntimeError(
+                f"experiment {exp.name!r} returned without finishing its run folder {folder} "
+                "(no results.json, or a RUNNING marker left): it must call RunFolder.finish()"
+            )
+    except KeyboardInterrupt:
+        entry.status, entry.error = "interrupted", "KeyboardInterrupt"
+        entry.wall_time_s = time.perf_counter() - t0
+        raise
+    except (Exception, SystemExit) as exc:  # sys.exit inside an experiment must not end the study
+        entry.wall_time_s = time.perf_counter() - t0
+        _fail(entry, exc)
+        marker = mark_failed(folder, entry.traceback, command=options.command, create=True)
+        return f"FAILED after {entry.wall_time_s:.1f} s: {entry.error} (traceback in {marker})"
+    entry.wall_time_s = time.perf_counter() - t0
+    entry.status, entry.finished = "done", _now()
+    _fill_from_results(entry, folder)
+    return f"done in {entry.wall_time_s:.1f} s ({_claims_text(entry)})"
+
+
+def _member(exp: Any, entry: StudyEntry, study: Study, rerun: bool, before: StudyEntry | None) -> str:
+    """Decide what to do with one member and do it; returns the log line's tail."""
+    folder = study.out / entry.folder
+    try:
+        config, used, note = _config_for(exp, study.preset)
+    except Exception as exc:  # a broken preset is this experiment's failure, not the study's
+        _fail(entry, exc)
+        return f"failed to build its config: {entry.error}"
+    common = RunOptions(seed=study.seed, device=study.device, dtype=study.dtype)
+    options = dataclasses.replace(common, out=folder, preset=used,
+                                  command=command_line(exp.name, used, folder, common))
+    decision = decide(folder, config, options, rerun=rerun, before=before)
+    entry.preset = used
+    entry.note = "; ".join(x for x in (note, decision.reason) if x)
+    if not decision.run:
+        entry.status, entry.error, entry.traceback = "cached", None, None
+        _fill_from_results(entry, folder)
+        return f"finished earlier, kept ({_claims_text(entry)}); --rerun to redo"
+    return _execute(exp, config, entry, options, study.save)
+
+
+def _new_study(out: Path, preset: str, options: RunOptions, plan: list[Any], previous: Study | None) -> Study:
+    """The study's index: one pending entry per planned member, beside the kept entries of earlier studies."""
+    study = Study(out=out, preset=preset, seed=options.seed, device=str(options.device), dtype=str(options.dtype),
+                  command=options.command or "", started=_now(),
+                  provenance=provenance(seed=options.seed, command=options.command))
+    planned = {e.name for e in plan}
+    kept = [e for e in (previous.entries if previous else []) if e.name not in planned]
+    for exp in plan:
+        study.entries.append(StudyEntry(name=exp.name, folder=exp.name, sources=list(getattr(exp, "sources", ())),
+                                        help=getattr(exp, "help", ""), order=getattr(exp, "order", 100)))
+    study.entries = sorted(study.entries + kept, key=lambda e: (e.order, e.name))
+    return study
+
+
 def run_study(
     out: str | Path,
     *,
@@ -422,12 +456,10 @@ def run_study(
     only: Iterable[str] | str | None = None,
     skip: Iterable[str] | str | None = None,
     rerun: bool = False,
-    seed: int = 0,
-    device: str = "cpu",
-    dtype: str = "float32",
+    options: RunOptions | None = None,
     progress: bool | None = None,
     experiments: Mapping[str, Any] | Iterable[Any] | None = None,
-    log: Any = None,
+    log: Callable[[str], Any] | None = None,
 ) -> Study:
     """Run the registered experiments into ``out/<name>/`` and keep ``out/study.json`` up to date.
 
@@ -437,11 +469,11 @@ def run_study(
     * ``only``, ``skip``: experiment names to run / leave out (lists or
       comma-separated);
     * ``rerun``: rerun experiments whose run folder is already finished;
-    * ``seed``, ``device``, ``dtype``: the common options, passed to every
-      experiment;
+    * ``options``: seed, device and dtype of every experiment, and the
+      command that started the study (``options.out`` is not used);
+      default ``RunOptions()``;
     * ``progress``: one overall tqdm bar (``None``: only on a terminal);
-    * ``experiments``: the members to run (default: `study_members`, the
-      registered experiments and the commands that opt in);
+    * ``experiments``: the members to run (default: `study_members`);
     * ``log``: a callable taking one line per experiment status (default:
       ``tqdm.write``).
 
@@ -452,136 +484,28 @@ def run_study(
     from tqdm.auto import tqdm
 
     out = Path(out)
-    if preset not in ("quick", "default", "full"):
-        raise ValueCheckError(f"unknown preset {preset!r}; choose one of: quick, default, full")
+    if preset not in PRESETS:
+        raise ValueCheckError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    options = options if options is not None else RunOptions()
     plan = plan_study(only=only, skip=skip, experiments=experiments)
     out.mkdir(parents=True, exist_ok=True)
-
     previous = load_study(out)
-    study = Study(
-        out=out,
-        preset=preset,
-        seed=seed,
-        device=device,
-        dtype=dtype,
-        command=" ".join([Path(sys.argv[0]).name or "actionlab", *sys.argv[1:]]),
-        started=_now(),
-        provenance=provenance(seed=seed),
-    )
-    # entries of experiments outside this plan (an earlier study, --only) are kept
-    planned = {e.name for e in plan}
-    kept = [e for e in (previous.entries if previous else []) if e.name not in planned]
-    for exp in plan:
-        study.entries.append(
-            StudyEntry(
-                name=exp.name,
-                folder=exp.name,
-                sources=list(getattr(exp, "sources", ())),
-                help=getattr(exp, "help", ""),
-                order=getattr(exp, "order", 100),
-            )
-        )
-    study.entries = sorted(study.entries + kept, key=lambda e: (e.order, e.name))
+    study = _new_study(out, preset, options, plan, previous)
     study.save()
-
     write = log if log is not None else tqdm.write
-    bar = tqdm(
-        total=len(plan),
-        desc="study",
-        unit="experiment",
-        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} experiments [{elapsed}{postfix}]",
-        disable=(None if progress is None else not progress),
-    )
-
-    def postfix() -> None:
-        c = study.counts
-        bar.set_postfix_str(" ".join(f"{k}={c[k]}" for k in ("done", "cached", "failed") if c.get(k)))
-
+    bar = tqdm(total=len(plan), desc="study", unit="experiment", disable=(None if progress is None else not progress),
+               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} experiments [{elapsed}{postfix}]")
     try:
         for i, exp in enumerate(plan, 1):
             entry = study.entry(exp.name)
             assert entry is not None
-            folder = out / entry.folder
             bar.set_description(f"study: {exp.name}")
-            try:
-                config, used, note = _config_for(exp, preset)
-            except Exception as exc:  # a broken preset is this experiment's failure, not the study's
-                entry.status, entry.error, entry.traceback = "failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()
-                write(f"[{i}/{len(plan)}] {exp.name}: failed to build its config: {entry.error}")
-                study.save()
-                bar.update(1)
-                postfix()
-                continue
-            entry.preset, entry.note = used, note
-            if hasattr(exp, "command_line"):
-                cmd = exp.command_line(config, folder, seed, device, dtype)
-            else:
-                cmd = _command(exp.name, used, folder, seed, device, dtype)
-            state = run_state(folder)
-            reason = ""
-            if state == "finished" and not rerun:
-                stale = _stale_reason(folder, config, seed)
-                before = previous.entry(exp.name) if previous else None
-                if stale is None and before is not None and before.command and f"--dtype {dtype}" not in before.command:
-                    stale = f"dtype changed (now {dtype})"
-                if stale is None:
-                    entry.status, entry.error, entry.traceback = "cached", None, None
-                    _fill_from_results(entry, folder)
-                    write(f"[{i}/{len(plan)}] {exp.name}: finished earlier, kept ({_claims_text(entry)}); --rerun to redo")
-                    study.save()
-                    bar.update(1)
-                    postfix()
-                    continue
-                reason = f"rerun: {stale}"
-            elif state == "finished":
-                reason = "rerun: asked for"
-            elif state == "running":
-                reason = "restarted: the previous run was interrupted"
-            elif state == "failed":
-                reason = "retried: the previous run failed"
-            elif state == "incomplete":
-                reason = "restarted: the folder held no results"
-            if state != "absent":
-                shutil.rmtree(folder)
-            entry.note = "; ".join(x for x in (note, reason) if x)
-            entry.status, entry.command = "running", " ".join(cmd)
-            entry.started, entry.finished, entry.wall_time_s = _now(), None, None
-            entry.error = entry.traceback = None
-            entry.claims, entry.figures = {}, 0
-            study.save()
-            options = RunOptions(out=folder, seed=seed, device=device, dtype=dtype)
-            t0 = time.perf_counter()
-            try:
-                seed_everything(seed)
-                with _argv(cmd):
-                    exp.run(config, options)
-                if run_state(folder) != "finished":
-                    raise RuntimeError(
-                        f"experiment {exp.name!r} returned without finishing its run folder {folder} "
-                        "(no results.json, or a RUNNING marker left): it must call RunFolder.finish()"
-                    )
-            except KeyboardInterrupt:
-                entry.status, entry.error = "interrupted", "KeyboardInterrupt"
-                entry.wall_time_s = time.perf_counter() - t0
-                raise
-            except (Exception, SystemExit) as exc:  # sys.exit inside an experiment must not end the study
-                entry.wall_time_s = time.perf_counter() - t0
-                entry.status = "failed"
-                entry.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                entry.traceback = traceback.format_exc()
-                entry.finished = _now()
-                folder.mkdir(parents=True, exist_ok=True)
-                (folder / ERROR_FILE).write_text(f"{' '.join(cmd)}\n\n{entry.traceback}")
-                (folder / "RUNNING").unlink(missing_ok=True)
-                write(f"[{i}/{len(plan)}] {exp.name}: FAILED after {entry.wall_time_s:.1f} s: {entry.error} (traceback in {folder / ERROR_FILE})")
-            else:
-                entry.wall_time_s = time.perf_counter() - t0
-                entry.status, entry.finished = "done", _now()
-                _fill_from_results(entry, folder)
-                write(f"[{i}/{len(plan)}] {exp.name}: done in {entry.wall_time_s:.1f} s ({_claims_text(entry)})")
+            before = previous.entry(exp.name) if previous else None
+            write(f"[{i}/{len(plan)}] {exp.name}: {_member(exp, entry, study, rerun, before)}")
             study.save()
             bar.update(1)
-            postfix()
+            c = study.counts
+            bar.set_postfix_str(" ".join(f"{k}={c[k]}" for k in ("done", "cached", "failed") if c.get(k)))
     finally:
         bar.close()
         study.finished = _now()

@@ -1,14 +1,23 @@
-"""A plain, reusable training loop, its history, callbacks and the §3 early-stopping rule.
+"""A small, reusable trainer: its specification, history, callbacks and the §3 early-stopping rule.
 
-``fit`` minimises the training action (cross-entropy, eq. (2) of notes
-000–002 with the empirical distribution p_T) or the squared loss to one-hot
-targets by mini-batch gradient descent::
+:class:`Trainer` minimises the training action (cross-entropy, eq. (2) of
+notes 000–002 with the empirical distribution p_T) or the squared loss to
+one-hot targets by mini-batch gradient descent. Its steps are separate
+methods — :meth:`Trainer.resume`, :meth:`Trainer.step`,
+:meth:`Trainer.evaluate`, :meth:`Trainer.checkpoint` — and :meth:`Trainer.run`
+strings them together. What the loop does is a :class:`TrainSpec`; which
+optimizer it uses is an :class:`OptimizerSpec` (or any ready
+``torch.optim.Optimizer`` instance, e.g. :class:`actionlab.optim.RNGD`, which
+needs the model itself). :func:`fit` is the one-call form::
 
     from actionlab import data, models, train
 
     tr, te = data.load("digits", "train"), data.load("digits", "test")
     model = models.TwoLayer.glorot(tr.num_classes, 64, tr.z.shape[1], generator=torch.Generator().manual_seed(0))
     hist = train.fit(model, tr, eval=te, optimizer="adam", lr=1e-2, epochs=20, batch_size=64)
+    # the same, spelled out:
+    hist = train.Trainer(model, tr, eval=te, optimizer=train.OptimizerSpec("adam", lr=1e-2),
+                         spec=train.TrainSpec(epochs=20, batch_size=64)).run()
     hist.eval_accuracy[-1]
 
 Conventions (all stated here once):
@@ -16,35 +25,47 @@ Conventions (all stated here once):
 * **Losses.** ``loss="cross_entropy"``: S(θ) = −(1/N) Σ_i ln q_{m_i}(z_i, θ)
   (notes eq. (2)). ``loss="mse"``: ½ (1/N) Σ_i ‖f(z_i) − e_{m_i}‖², the squared
   loss of the network's *outputs* f (the logits, no softmax) against the one-hot
-  vector e_m (the loss of 004's Fisher analysis). Accuracy is argmax_m f_m = m_i.
-  Losses recorded in the history are data losses, without any L2 term.
-* **L2.** ``weight_decay`` is handed to the optimizer with torch's semantics:
-  SGD and Adam add ``weight_decay·θ`` to the gradient (the gradient of
-  (weight_decay/2)‖θ‖²; with Adam it is then rescaled by the adaptive step),
-  AdamW decays θ directly (decoupled). ``l2`` instead adds (l2/2)·‖θ‖² to the
-  minimised objective explicitly, whatever the optimizer — use it when the
-  penalty must be part of the loss itself.
+  vector e_m (the loss E(θ) of 004's Fisher analysis, A.51). Accuracy is
+  argmax_m f_m = m_i. Losses recorded in the history are data losses, without
+  any L2 term.
+* **L2.** ``weight_decay`` (of :class:`OptimizerSpec`) is handed to the
+  optimizer with torch's semantics: SGD and Adam add ``weight_decay·θ`` to the
+  gradient (the gradient of (weight_decay/2)‖θ‖²; with Adam it is then
+  rescaled by the adaptive step), AdamW decays θ directly (decoupled). ``l2``
+  (of :class:`TrainSpec`) instead adds (l2/2)·Σ‖θ‖² to the minimised objective
+  explicitly, whatever the optimizer — over all trainable parameters
+  (``l2_on="all"``) or only over those with two or more dimensions, the
+  weight matrices (``l2_on="weights"``: biases and normalisation scales are
+  not penalised; TensorFlow's ``l2_loss`` convention of 003 §4).
 * **Mini-batches.** Each epoch draws a permutation of the N training samples
   from a ``torch.Generator`` seeded with ``seed`` and cuts it into
-  ⌈N / batch_size⌉ batches (the last may be smaller). Given the same seed,
-  model initialisation, data and device, two runs give identical parameters
-  (on CPU bit-for-bit); the global torch RNG is seeded with ``seed`` inside a
-  forked RNG state so that dropout-like layers are reproducible too and the
-  caller's RNG state is left alone.
+  ⌈N / batch_size⌉ batches (the last may be smaller; with ``drop_last`` the
+  ⌊N / batch_size⌋ full ones only). Given the same seed, model initialisation,
+  data and device, two runs give identical parameters (on CPU bit-for-bit);
+  the global torch RNG is seeded with ``seed`` inside a forked RNG state so
+  that dropout-like layers are reproducible too and the caller's RNG state is
+  left alone.
 * **Evaluation.** At step 0, then every epoch (``eval_every="epoch"``) or
   every k optimizer steps (``eval_every=k``), and at the end: the full-data
   training loss and accuracy and, with an ``eval`` set, its loss and accuracy
   (streamed in batches of ``eval_batch_size``, in ``model.eval()`` mode).
-* **Checkpoints.** With ``checkpoint_dir`` the loop writes ``last.pt`` there
-  at every evaluation (model ``state_dict``, optimizer ``state_dict``, the
-  history, the step and the batch generator's state). ``resume=True`` continues
-  from ``checkpoint_dir/last.pt`` (if it exists) exactly where it stopped: the
-  same batches follow and the CPU random stream of dropout-like layers is
-  restored, so an interrupted and resumed run equals an uninterrupted one
-  (on CPU; CUDA random streams are reseeded, not restored).
-* **Divergence.** A non-finite mini-batch loss stops training *before* the
-  update is applied (``stop_reason`` names the step; ``History.diverged`` is
-  True); a non-finite full-data loss at an evaluation stops likewise.
+  ``History.train_time_s`` is the optimisation wall-clock up to each
+  evaluation, evaluations and checkpoints excluded (CUDA is synchronised
+  before the clock is read).
+* **Checkpoints.** With ``checkpoint_dir`` the trainer writes ``last.pt``
+  there at every evaluation (model ``state_dict``, optimizer ``state_dict``,
+  the history, the step and the batch generator's state). ``resume=True``
+  continues from ``checkpoint_dir/last.pt`` (if it exists) exactly where it
+  stopped: the same batches follow and the CPU random stream of dropout-like
+  layers is restored, so an interrupted and resumed run equals an
+  uninterrupted one (on CPU; CUDA random streams are reseeded, not restored).
+* **Divergence.** A non-finite mini-batch loss, or one larger than
+  ``divergence_factor`` × S_0 (S_0: the full-data training loss at step 0,
+  when S_0 > 0), stops training *before* the update is applied
+  (``stop_reason`` names the step and the cause; ``History.diverged`` is
+  True); a full-data loss at an evaluation that is non-finite or beyond the
+  same bound stops likewise. ``divergence_factor=None`` keeps only the
+  non-finite test.
 
 Callbacks are any objects with optional methods ``on_fit_start(state)``,
 ``on_step_end(state)``, ``on_eval(state)`` and ``on_fit_end(state)``;
@@ -70,6 +91,7 @@ import torch
 from torch import nn
 
 from actionlab._checks import (
+    DataError,
     ShapeError,
     ValueCheckError,
     check_choice,
@@ -78,9 +100,13 @@ from actionlab._checks import (
     check_positive,
     check_same_length,
 )
+from actionlab._display import short_repr
 
 __all__ = [
     "fit",
+    "Trainer",
+    "TrainSpec",
+    "OptimizerSpec",
     "History",
     "TrainState",
     "Callback",
@@ -97,6 +123,7 @@ __all__ = [
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LOSSES = ("cross_entropy", "mse")
+L2_TARGETS = ("all", "weights")
 CHECKPOINT_NAME = "last.pt"
 
 
@@ -203,17 +230,20 @@ def full_gradient(
 # ---------------------------------------------------------------------------------------------
 # history, state, callbacks
 # ---------------------------------------------------------------------------------------------
+@short_repr
 @dataclass
 class History:
-    """What ``fit`` measured, one entry per evaluation (the first at step 0, before any update).
+    """What the trainer measured, one entry per evaluation (the first at step 0, before any update).
 
     ``train_loss`` / ``train_accuracy``: full training set at that step;
     ``eval_loss`` / ``eval_accuracy``: the ``eval`` set (None without one);
     ``batch_loss``: mean of the mini-batch losses since the previous evaluation
     (None at step 0); ``epoch``: epochs done (step / steps per epoch);
-    ``time_s``: wall time since the start of training. ``diverged``: a
-    non-finite loss was met (training then stops, ``stop_reason`` says where);
-    ``stopped_early``: a callback or a non-finite loss ended training before
+    ``time_s``: wall time since the start of training; ``train_time_s``: the
+    optimisation wall-clock only (evaluations and checkpoints excluded).
+    ``diverged``: a non-finite loss, or one beyond ``divergence_factor`` × the
+    initial loss, was met (training then stops, ``stop_reason`` says where);
+    ``stopped_early``: a callback or a divergence ended training before
     ``epochs`` / ``max_steps`` were done.
     """
 
@@ -226,6 +256,7 @@ class History:
     batch_loss: list[float | None] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     time_s: list[float] = field(default_factory=list)
+    train_time_s: list[float] = field(default_factory=list)
     steps_done: int = 0
     steps_per_epoch: int = 0
     stopped_early: bool = False
@@ -300,6 +331,7 @@ class StopAfter(Callback):
         return False
 
 
+@short_repr
 @dataclass
 class AlignmentRecord:
     """One measurement of :class:`GradientAlignmentStop`."""
@@ -323,7 +355,7 @@ class GradientAlignmentStop(Callback):
     along the training flow their gradients point the same way
     (∇S_T · ∇S_E > 0); the notes stop where ∇S_E turns against ∇S_T.
 
-    Every ``every`` optimizer steps (``every="eval"``: at each of ``fit``'s
+    Every ``every`` optimizer steps (``every="eval"``: at each of the trainer's
     evaluations) and once before the first step, it computes the full-data
     S_T, S_E, ∇S_T, ∇S_E (streamed in batches of ``batch_size``, accumulated
     in float64; see :func:`full_gradient`), the dot product d = ∇S_T · ∇S_E
@@ -338,9 +370,9 @@ class GradientAlignmentStop(Callback):
     ``max_samples`` of them (drawn once, from ``seed``) is used instead — a
     stated large-batch *estimate* of S and ∇S; ``records`` then hold the
     estimate and ``estimated`` is True. ``train`` / ``eval`` are Datasets or
-    ``(z, labels)`` tuples (normally the same sets as ``fit``'s).
+    ``(z, labels)`` tuples (normally the same sets as the trainer's).
 
-    The L2 penalty of ``fit`` is not part of S_T here: the rule is about the
+    The L2 penalty of :class:`TrainSpec` is not part of S_T here: the rule is about the
     data actions.
     """
 
@@ -434,45 +466,132 @@ class GradientAlignmentStop(Callback):
 
 
 # ---------------------------------------------------------------------------------------------
-# optimizer construction
+# specifications: the optimizer and the loop
 # ---------------------------------------------------------------------------------------------
-def _make_optimizer(optimizer, params, lr: float, momentum: float, weight_decay: float) -> torch.optim.Optimizer:
-    if isinstance(optimizer, str):
-        name = check_choice(optimizer.lower(), OPTIMIZERS, "optimizer")
-        if name == "sgd":
-            return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        if momentum:
-            raise ValueCheckError(f"momentum={momentum} applies to SGD only; {name} has its own betas")
-        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        return cls(params, lr=lr, weight_decay=weight_decay)
-    if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
-        accepted = inspect.signature(optimizer).parameters
-        kw: dict[str, float] = {"lr": lr}
-        if "weight_decay" in accepted:
-            kw["weight_decay"] = weight_decay
-        if momentum and "momentum" in accepted:
-            kw["momentum"] = momentum
-        return optimizer(params, **kw)
-    if callable(optimizer):
-        opt = optimizer(params)
+@dataclass
+class OptimizerSpec:
+    """Which optimizer to build over the trainable parameters, and its hyperparameters.
+
+    ``kind``: "sgd" (heavy-ball ``momentum`` μ: v ← μ v + g, θ ← θ − lr·v, the
+    update of 004 A.51), "adam", "adamw" (torch defaults for the betas), a
+    ``torch.optim.Optimizer`` subclass (given ``lr``, and ``weight_decay`` /
+    ``momentum`` where its signature accepts them) or any callable(params) →
+    Optimizer (then ``lr``, ``momentum`` and ``weight_decay`` are the
+    factory's business). ``weight_decay`` has torch's semantics (see the
+    module docstring).
+    """
+
+    kind: str | type | Callable[..., torch.optim.Optimizer] = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_positive(float(self.lr), "lr")
+        check_positive(float(self.momentum), "momentum", allow_zero=True)
+        check_positive(float(self.weight_decay), "weight_decay", allow_zero=True)
+        if isinstance(self.kind, str):
+            self.kind = check_choice(self.kind.lower(), OPTIMIZERS, "optimizer")
+            if self.kind != "sgd" and self.momentum:
+                raise ValueCheckError(f"momentum={self.momentum} applies to SGD only; {self.kind} has its own betas")
+        elif not callable(self.kind):
+            raise ValueCheckError(
+                f"optimizer must be one of {OPTIMIZERS}, a torch.optim.Optimizer class, a callable(params) -> Optimizer "
+                f"or an Optimizer instance; got {self.kind!r}"
+            )
+
+    def build(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        """The optimizer over ``params``."""
+        lr, mom, wd = float(self.lr), float(self.momentum), float(self.weight_decay)
+        if self.kind == "sgd":
+            return torch.optim.SGD(params, lr=lr, momentum=mom, weight_decay=wd)
+        if self.kind in ("adam", "adamw"):
+            cls = torch.optim.Adam if self.kind == "adam" else torch.optim.AdamW
+            return cls(params, lr=lr, weight_decay=wd)
+        if isinstance(self.kind, type) and issubclass(self.kind, torch.optim.Optimizer):
+            accepted = inspect.signature(self.kind).parameters
+            kw: dict[str, float] = {"lr": lr}
+            if "weight_decay" in accepted:
+                kw["weight_decay"] = wd
+            if mom and "momentum" in accepted:
+                kw["momentum"] = mom
+            return self.kind(params, **kw)
+        opt = self.kind(params)
         if not isinstance(opt, torch.optim.Optimizer):
             raise ValueCheckError(f"the optimizer factory must return a torch.optim.Optimizer, got {type(opt).__name__}")
         return opt
-    raise ValueCheckError(
-        f"optimizer must be one of {OPTIMIZERS}, a torch.optim.Optimizer class or a callable(params) -> Optimizer; "
-        f"got {optimizer!r}"
-    )
 
 
+def _int_at_least(value: Any, lo: int, name: str, none_ok: bool = False) -> None:
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ValueCheckError(f"{name} must be an integer ≥ {lo}{' or None' if none_ok else ''}, got {value!r}")
+
+
+@dataclass
+class TrainSpec:
+    """What the training loop does (the conventions are in the module docstring).
+
+    ``epochs``: passes over the training set; ``max_steps``: a cap on the total
+    number of optimizer steps (counting those of a resumed run);
+    ``batch_size`` / ``drop_last``: the mini-batches; ``loss``:
+    "cross_entropy" (notes eq. (2)) or "mse" (½‖f − e_m‖²); ``l2`` /
+    ``l2_on``: the explicit penalty (l2/2)Σ‖θ‖² on all trainable parameters or
+    on the weight matrices only; ``seed``: the batch order (and the global RNG
+    inside the loop); ``eval_every``: "epoch" or a number of steps;
+    ``eval_batch_size``: streaming batch of the full-data evaluations;
+    ``checkpoint_dir`` / ``resume``: ``last.pt`` and exact continuation
+    (``resume`` may also name a checkpoint file); ``divergence_factor``: stop
+    once a loss exceeds this multiple of the initial full-data loss (None: only
+    non-finite losses stop); ``closure``: pass a closure that re-evaluates the
+    batch objective to ``optimizer.step`` (for LBFGS-like optimizers);
+    ``progress``: a tqdm bar.
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    loss: str = "cross_entropy"
+    l2: float = 0.0
+    l2_on: str = "all"
+    seed: int = 0
+    max_steps: int | None = None
+    drop_last: bool = False
+    eval_every: str | int = "epoch"
+    eval_batch_size: int = 4096
+    checkpoint_dir: str | Path | None = None
+    resume: bool | str | Path = False
+    divergence_factor: float | None = 1e3
+    closure: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_choice(self.loss, LOSSES, "loss")
+        check_choice(self.l2_on, L2_TARGETS, "l2_on")
+        check_positive(float(self.l2), "l2", allow_zero=True)
+        _int_at_least(self.epochs, 0, "epochs")
+        _int_at_least(self.batch_size, 1, "batch_size")
+        _int_at_least(self.eval_batch_size, 1, "eval_batch_size")
+        _int_at_least(self.max_steps, 0, "max_steps", none_ok=True)
+        if self.eval_every != "epoch":
+            _int_at_least(self.eval_every, 1, "eval_every (or 'epoch')")
+        if self.divergence_factor is not None and not (float(self.divergence_factor) > 1.0
+                                                       and math.isfinite(self.divergence_factor)):
+            raise ValueCheckError(f"divergence_factor must be a finite number > 1 or None, got {self.divergence_factor!r}")
+        if self.resume and self.checkpoint_dir is None and not isinstance(self.resume, (str, Path)):
+            raise ValueCheckError("resume=True needs checkpoint_dir (where last.pt lives) or a checkpoint path")
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+# ---------------------------------------------------------------------------------------------
 def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint written by ``fit`` (a dict: model, optimizer, history, step, ...)."""
-    from actionlab._checks import DataError
-
+    """Read a checkpoint written by the trainer (a dict: model, optimizer, history, step, ...)."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
     if not path.exists():
-        raise DataError(f"checkpoint {path} does not exist; train with fit(..., checkpoint_dir=...) first")
+        raise DataError(f"checkpoint {path} does not exist; train with TrainSpec(checkpoint_dir=...) first")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises a variety of errors for corrupt pickles
@@ -488,256 +607,336 @@ def _save_checkpoint(directory: Path, payload: dict) -> Path:
     return target
 
 
-# ---------------------------------------------------------------------------------------------
-# the loop
-# ---------------------------------------------------------------------------------------------
-def fit(
-    model: nn.Module,
-    train: Any,
-    *,
-    eval: Any = None,
-    optimizer: str | Callable[..., torch.optim.Optimizer] = "adam",
-    lr: float = 1e-3,
-    momentum: float = 0.0,
-    weight_decay: float = 0.0,
-    l2: float = 0.0,
-    epochs: int = 10,
-    batch_size: int = 128,
-    loss: str = "cross_entropy",
-    callbacks: Sequence[Any] = (),
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-    checkpoint_dir: str | Path | None = None,
-    resume: bool | str | Path = False,
-    max_steps: int | None = None,
-    eval_every: str | int = "epoch",
-    eval_batch_size: int = 4096,
-) -> History:
-    """Train ``model`` in place on ``train`` by mini-batch gradient descent; return the :class:`History`.
+def _on_device(data: Any, name: str, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    z, labels, _ = _as_pair(data, name)
+    return z.to(device=device, dtype=dtype), labels.to(device)
 
-    ``train`` / ``eval``: Datasets or ``(z, labels)`` tuples (z is cast to the
-    model's dtype and moved to its device). ``optimizer``: "sgd" (with
-    ``momentum``), "adam", "adamw", a ``torch.optim.Optimizer`` subclass (given
-    ``lr``, and ``weight_decay`` / ``momentum`` where it accepts them) or any
-    callable(params) → Optimizer (then ``lr``, ``momentum`` and
-    ``weight_decay`` are the factory's business). ``epochs`` counts passes
-    over the training set; ``max_steps`` caps the total number of optimizer
-    steps (counting the steps of a resumed run). ``device``: None keeps the
-    model where it is; otherwise the model is moved there (in place).
-    ``resume``: True continues from ``checkpoint_dir/last.pt`` when it exists
-    (and starts fresh when not); a path names the checkpoint file. See the
-    module docstring for losses, L2, batching, evaluation and divergence.
-    """
-    # ---- argument checks -------------------------------------------------------------
-    if not isinstance(model, nn.Module):
-        raise ValueCheckError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    check_choice(loss, LOSSES, "loss")
-    check_positive(float(lr), "lr")
-    check_positive(float(momentum), "momentum", allow_zero=True)
-    check_positive(float(weight_decay), "weight_decay", allow_zero=True)
-    check_positive(float(l2), "l2", allow_zero=True)
-    if not isinstance(epochs, int) or epochs < 0:
-        raise ValueCheckError(f"epochs must be an integer ≥ 0, got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueCheckError(f"batch_size must be an integer ≥ 1, got {batch_size!r}")
-    if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 0):
-        raise ValueCheckError(f"max_steps must be an integer ≥ 0 or None, got {max_steps!r}")
-    if eval_every != "epoch" and not (isinstance(eval_every, int) and eval_every >= 1):
-        raise ValueCheckError(f"eval_every must be 'epoch' or a positive number of steps, got {eval_every!r}")
-    if resume and checkpoint_dir is None and not isinstance(resume, (str, Path)):
-        raise ValueCheckError("resume=True needs checkpoint_dir (where last.pt lives) or a checkpoint path")
 
-    if device is not None:
-        from actionlab.config import resolve_device
-
-        model.to(resolve_device(device))
-    dtype, dev = _model_dtype_device(model)
-
-    zt, yt, m_t = _as_pair(train, "train")
-    zt, yt = zt.to(device=dev, dtype=dtype), yt.to(dev)
-    if eval is not None:
-        ze, ye, m_e = _as_pair(eval, "eval")
-        ze, ye = ze.to(device=dev, dtype=dtype), ye.to(dev)
+def _num_outputs(model: nn.Module, z: torch.Tensor) -> int:
     with torch.no_grad():
         was_training = model.training
         model.eval()
         try:
-            out = model(zt[:2])
+            out = model(z[:2])
         finally:
             model.train(was_training)
     if out.dim() != 2:
         raise ShapeError(f"the model must return outputs of shape (N, M), got {tuple(out.shape)}")
-    num_classes = out.shape[1]
-    check_labels(yt, num_classes, "train labels")
-    if eval is not None:
-        check_labels(ye, num_classes, "eval labels")
+    return out.shape[1]
 
-    n = zt.shape[0]
-    steps_per_epoch = math.ceil(n / batch_size)
-    total_steps = epochs * steps_per_epoch
-    if max_steps is not None:
-        total_steps = min(total_steps, max_steps)
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = _make_optimizer(optimizer, params, float(lr), float(momentum), float(weight_decay))
-    gen = torch.Generator().manual_seed(int(seed))
-    history = History(steps_per_epoch=steps_per_epoch, loss=loss)
-    step, pos = 0, 0
-    epoch_gen_state = gen.get_state()
-    perm = torch.randperm(n, generator=gen)
-    time_offset = 0.0
-    resumed_rng: torch.Tensor | None = None
+# ---------------------------------------------------------------------------------------------
+# the trainer
+# ---------------------------------------------------------------------------------------------
+class Trainer:
+    """Mini-batch training of ``model`` in place: :meth:`resume`, :meth:`step`, :meth:`evaluate`, :meth:`checkpoint`, :meth:`run`.
 
-    # ---- resume --------------------------------------------------------------------------
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    ckpt_path = Path(resume) if isinstance(resume, (str, Path)) else (ckpt_dir / CHECKPOINT_NAME if ckpt_dir else None)
-    if resume and ckpt_path is not None and (ckpt_path.exists() or isinstance(resume, (str, Path))):
-        ck = load_checkpoint(ckpt_path)
-        if ck.get("n_train") != n or ck.get("batch_size") != batch_size:
+    ``train`` / ``eval``: Datasets or ``(z, labels)`` tuples (z is cast to the
+    model's dtype and moved to its device). ``optimizer``: an
+    :class:`OptimizerSpec`, anything its ``kind`` accepts (a name, an
+    Optimizer class, a factory; then with the default hyperparameters), or a
+    ready ``torch.optim.Optimizer`` instance over the model's parameters
+    (e.g. :class:`actionlab.optim.RNGD`, which hooks into the model).
+    ``spec``: a :class:`TrainSpec`. ``device``: None keeps the model where it
+    is; otherwise the model is moved there (in place).
+    """
+
+    def __init__(self, model: nn.Module, train: Any, eval: Any = None, *, optimizer: Any = "adam",
+                 spec: TrainSpec | None = None, callbacks: Sequence[Any] | Any = (), device: Any = None) -> None:
+        if not isinstance(model, nn.Module):
+            raise ValueCheckError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.spec = spec if spec is not None else TrainSpec()
+        if device is not None:
+            from actionlab.config import resolve_device
+
+            model.to(resolve_device(device))
+        self.model = model
+        dtype, self.device = _model_dtype_device(model)
+        self.train_data = _on_device(train, "train", dtype, self.device)
+        self.eval_data = _on_device(eval, "eval", dtype, self.device) if eval is not None else None
+        num_classes = _num_outputs(model, self.train_data[0])
+        check_labels(self.train_data[1], num_classes, "train labels")
+        if self.eval_data is not None:
+            check_labels(self.eval_data[1], num_classes, "eval labels")
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.penalised = self.params if self.spec.l2_on == "all" else [p for p in self.params if p.dim() >= 2]
+        if isinstance(optimizer, torch.optim.Optimizer):
+            self.optimizer = optimizer
+        else:
+            opt_spec = optimizer if isinstance(optimizer, OptimizerSpec) else OptimizerSpec(optimizer)
+            self.optimizer = opt_spec.build(self.params)
+        s, n = self.spec, self.train_data[0].shape[0]
+        if s.drop_last and n < s.batch_size:
+            raise ValueCheckError(f"drop_last with batch_size {s.batch_size} > N = {n} leaves no batch; lower batch_size")
+        self.n = n
+        self.steps_per_epoch = n // s.batch_size if s.drop_last else math.ceil(n / s.batch_size)
+        self.total_steps = s.epochs * self.steps_per_epoch
+        if s.max_steps is not None:
+            self.total_steps = min(self.total_steps, s.max_steps)
+        self.callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+        self.history = History(steps_per_epoch=self.steps_per_epoch, loss=s.loss)
+        self.step_count, self.pos = 0, 0
+        self._gen = torch.Generator().manual_seed(int(s.seed))
+        self._epoch_gen_state = self._gen.get_state()
+        self._perm = torch.randperm(n, generator=self._gen)
+        self._batch_losses: list[float] = []
+        self.stop_reason: str | None = None  # why step() refused a batch
+        self._resumed_rng: torch.Tensor | None = None
+        self._t0 = time.perf_counter()
+        self._train_time, self._clock = 0.0, time.perf_counter()
+        self.state = TrainState(model=model, optimizer=self.optimizer, history=self.history, train=self.train_data,
+                                eval=self.eval_data, device=self.device)
+
+    # -- resume / checkpoint ------------------------------------------------------------------
+    def _checkpoint_path(self) -> Path | None:
+        s = self.spec
+        if isinstance(s.resume, (str, Path)):
+            return Path(s.resume)
+        return Path(s.checkpoint_dir) / CHECKPOINT_NAME if s.checkpoint_dir is not None else None
+
+    def resume(self) -> bool:
+        """Continue from the checkpoint (``spec.resume``) when there is one; True when it was loaded."""
+        path = self._checkpoint_path()
+        if not self.spec.resume or path is None or not (path.exists() or isinstance(self.spec.resume, (str, Path))):
+            return False
+        ck = load_checkpoint(path)
+        if ck.get("n_train") != self.n or ck.get("batch_size") != self.spec.batch_size \
+                or ck.get("drop_last", False) != self.spec.drop_last:
             raise ValueCheckError(
-                f"checkpoint {ckpt_path} was written for N = {ck.get('n_train')} training samples and "
-                f"batch_size = {ck.get('batch_size')}, not N = {n}, batch_size = {batch_size}; "
-                f"resume with the same data and batch size or start afresh"
+                f"checkpoint {path} was written for N = {ck.get('n_train')} training samples, batch_size = "
+                f"{ck.get('batch_size')}, drop_last = {ck.get('drop_last', False)}, not N = {self.n}, batch_size = "
+                f"{self.spec.batch_size}, drop_last = {self.spec.drop_last}; resume with the same data and batches or start afresh"
             )
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        history = History.from_dict(ck["history"])
-        step, pos = int(ck["step"]), int(ck["pos"])
-        epoch_gen_state = ck["epoch_gen_state"]
-        gen.set_state(epoch_gen_state)
-        perm = torch.randperm(n, generator=gen)
-        time_offset = history.wall_time_s
-        resumed_rng = ck.get("torch_rng_state")
-        history.stopped_early, history.diverged, history.stop_reason = False, False, ""
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.history = self.state.history = History.from_dict(ck["history"])
+        self.history.stopped_early, self.history.diverged, self.history.stop_reason = False, False, ""
+        self.step_count, self.pos = int(ck["step"]), int(ck["pos"])
+        self._epoch_gen_state = ck["epoch_gen_state"]
+        self._gen.set_state(self._epoch_gen_state)
+        self._perm = torch.randperm(self.n, generator=self._gen)
+        self._t0 = time.perf_counter() - self.history.wall_time_s
+        self._train_time = self.history.train_time_s[-1] if self.history.train_time_s else 0.0
+        self._resumed_rng = ck.get("torch_rng_state")
+        self.state.step, self.state.epoch = self.step_count, self.step_count / self.steps_per_epoch
+        return True
 
-    state = TrainState(
-        model=model,
-        optimizer=opt,
-        history=history,
-        train=(zt, yt),
-        eval=(ze, ye) if eval is not None else None,
-        step=step,
-        epoch=step / steps_per_epoch,
-        device=dev,
-    )
-    callbacks = [callbacks] if not isinstance(callbacks, (list, tuple)) else list(callbacks)
-    t0 = time.perf_counter() - time_offset
-    batch_losses: list[float] = []
+    def checkpoint(self) -> Path | None:
+        """Write ``last.pt`` to ``spec.checkpoint_dir`` (None without one)."""
+        if self.spec.checkpoint_dir is None:
+            return None
+        return _save_checkpoint(Path(self.spec.checkpoint_dir), {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "history": self.history.to_dict(), "step": self.step_count, "pos": self.pos,
+            "epoch_gen_state": self._epoch_gen_state, "n_train": self.n, "batch_size": self.spec.batch_size,
+            "drop_last": self.spec.drop_last, "seed": int(self.spec.seed), "torch_rng_state": torch.get_rng_state(),
+        })
 
-    def record() -> str | None:
-        """Evaluate, append to the history, checkpoint; a reason string when a loss is non-finite."""
-        tl, ta = evaluate(model, zt, yt, loss, eval_batch_size)
-        el, ea = evaluate(model, ze, ye, loss, eval_batch_size) if eval is not None else (None, None)
-        history.step.append(step)
-        history.epoch.append(step / steps_per_epoch)
-        history.train_loss.append(tl)
-        history.train_accuracy.append(ta)
-        history.eval_loss.append(el)
-        history.eval_accuracy.append(ea)
-        history.batch_loss.append(sum(batch_losses) / len(batch_losses) if batch_losses else None)
-        history.lr.append(float(opt.param_groups[0].get("lr", float("nan"))))
-        history.time_s.append(time.perf_counter() - t0)
-        history.steps_done = step
-        history.wall_time_s = time.perf_counter() - t0
-        batch_losses.clear()
-        if ckpt_dir is not None:
-            _save_checkpoint(
-                ckpt_dir,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "history": history.to_dict(),
-                    "step": step,
-                    "pos": pos,
-                    "epoch_gen_state": epoch_gen_state,
-                    "n_train": n,
-                    "batch_size": batch_size,
-                    "seed": int(seed),
-                    "torch_rng_state": torch.get_rng_state(),
-                },
-            )
+    # -- one step ---------------------------------------------------------------------------
+    def _objective(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(data loss, data loss + (l2/2)Σ‖θ‖²) of the batch ``idx``."""
+        zt, yt = self.train_data
+        data_loss = loss_fn(self.model(zt[idx]), yt[idx], self.spec.loss)
+        if not self.spec.l2:
+            return data_loss, data_loss
+        return data_loss, data_loss + 0.5 * self.spec.l2 * sum((p * p).sum() for p in self.penalised)
+
+    def _divergence_bound(self) -> float:
+        f, s0 = self.spec.divergence_factor, (self.history.train_loss[0] if self.history.train_loss else math.nan)
+        return f * s0 if f is not None and math.isfinite(s0) and s0 > 0 else math.inf
+
+    def step(self, idx: torch.Tensor) -> float | None:
+        """One optimizer step on the training rows ``idx``; the batch's data loss.
+
+        None when that loss is non-finite or beyond ``divergence_factor`` × S_0:
+        then the update is *not* applied and :attr:`stop_reason` says why.
+        """
+        data_loss, objective = self._objective(idx)
+        lval = float(data_loss.detach())
+        if not math.isfinite(lval) or lval > self._divergence_bound():
+            where = f"at step {self.step_count + 1} (epoch {self.step_count / self.steps_per_epoch:.2f})"
+            cause = ("non-finite training loss" if not math.isfinite(lval) else
+                     f"training loss grew beyond divergence_factor = {self.spec.divergence_factor:g} × its initial "
+                     f"value {self.history.train_loss[0]:.4g}: loss")
+            self.stop_reason = (f"{cause} ({lval:.4g}) {where}; the update was not applied — lower the learning rate "
+                                "or check the data")
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        if self.spec.closure:
+            def closure() -> torch.Tensor:
+                self.optimizer.zero_grad(set_to_none=True)
+                obj = self._objective(idx)[1]
+                obj.backward()
+                return obj
+
+            self.optimizer.step(closure)
+        else:
+            self.optimizer.step()
+        self.step_count += 1
+        self._batch_losses.append(lval)
+        return lval
+
+    def _next_batch(self) -> torch.Tensor:
+        return self._perm[self.pos: self.pos + self.spec.batch_size]
+
+    def _advance(self) -> None:
+        self.pos += self.spec.batch_size
+        if self.pos >= self.n or (self.spec.drop_last and self.pos + self.spec.batch_size > self.n):
+            self.pos = 0
+            self._epoch_gen_state = self._gen.get_state()
+            self._perm = torch.randperm(self.n, generator=self._gen)
+
+    # -- evaluation -------------------------------------------------------------------------
+    def _stop_clock(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self._train_time += time.perf_counter() - self._clock
+
+    def evaluate(self) -> str | None:
+        """Full-data losses and accuracies now, appended to the history; a reason string when training must stop.
+
+        The reason is set when a loss is non-finite or beyond ``divergence_factor`` × S_0.
+        """
+        self._stop_clock()
+        h, s, step = self.history, self.spec, self.step_count
+        tl, ta = evaluate(self.model, *self.train_data, s.loss, s.eval_batch_size)
+        el, ea = evaluate(self.model, *self.eval_data, s.loss, s.eval_batch_size) if self.eval_data else (None, None)
+        bl = sum(self._batch_losses) / len(self._batch_losses) if self._batch_losses else None
+        now = time.perf_counter() - self._t0
+        for name, v in (("step", step), ("epoch", step / self.steps_per_epoch), ("train_loss", tl),
+                        ("train_accuracy", ta), ("eval_loss", el), ("eval_accuracy", ea), ("batch_loss", bl),
+                        ("lr", float(self.optimizer.param_groups[0].get("lr", math.nan))), ("time_s", now),
+                        ("train_time_s", self._train_time)):
+            getattr(h, name).append(v)
+        h.steps_done, h.wall_time_s = step, now
+        self._batch_losses.clear()
+        self._clock = time.perf_counter()
         if not math.isfinite(tl) or (el is not None and not math.isfinite(el)):
             return f"non-finite full-data loss at step {step} (train {tl}, eval {el}); lower the learning rate"
+        if tl > self._divergence_bound():
+            return (f"full-data training loss {tl:.4g} at step {step} grew beyond divergence_factor = "
+                    f"{s.divergence_factor:g} × its initial value {h.train_loss[0]:.4g}; lower the learning rate")
         return None
 
-    def call(hook: str) -> str | None:
-        for cb in callbacks:
+    def _record(self) -> str | None:
+        reason = self.evaluate()
+        self.checkpoint()
+        self._clock = time.perf_counter()
+        return reason
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _call(self, hook: str) -> str | None:
+        for cb in self.callbacks:
             fn = getattr(cb, hook, None)
-            if fn is not None and fn(state):
-                return getattr(cb, "stop_reason", "") or f"stopped by {type(cb).__name__} at step {step}"
+            if fn is not None and fn(self.state):
+                return getattr(cb, "stop_reason", "") or f"stopped by {type(cb).__name__} at step {self.step_count}"
         return None
 
-    from tqdm.auto import tqdm
+    def _eval_due(self) -> bool:
+        k = self.steps_per_epoch if self.spec.eval_every == "epoch" else int(self.spec.eval_every)
+        return self.step_count % k == 0 or self.step_count == self.total_steps
 
-    stop: str | None = None
-    cuda_ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda_ids):
-        torch.manual_seed(int(seed))
-        if resumed_rng is not None:
-            torch.set_rng_state(resumed_rng)  # dropout-like layers continue their random stream
-        if not history.step or history.step[-1] != step:
-            stop = record()
-            history.diverged = stop is not None
-        for cb in callbacks:
-            if hasattr(cb, "on_fit_start"):
-                cb.on_fit_start(state)
-        bar = tqdm(total=total_steps, initial=min(step, total_steps), disable=None if progress else True,
-                   desc="train", unit="step", leave=False)
-        model.train()
-        try:
-            while stop is None and step < total_steps:
-                idx = perm[pos : pos + batch_size]
-                out = model(zt[idx])
-                data_loss = loss_fn(out, yt[idx], loss)
-                lval = float(data_loss.detach())
-                if not math.isfinite(lval):
-                    history.diverged = True
-                    stop = (
-                        f"non-finite training loss ({lval}) at step {step + 1} (epoch {step / steps_per_epoch:.2f}); "
-                        f"the update was not applied — lower the learning rate or check the data"
-                    )
-                    break
-                objective = data_loss
-                if l2:
-                    objective = objective + 0.5 * l2 * sum((p * p).sum() for p in params)
-                opt.zero_grad(set_to_none=True)
-                objective.backward()
-                opt.step()
-                step += 1
-                pos += batch_size
-                batch_losses.append(lval)
-                if pos >= n:
-                    pos = 0
-                    epoch_gen_state = gen.get_state()
-                    perm = torch.randperm(n, generator=gen)
-                state.step, state.epoch, state.batch_loss = step, step / steps_per_epoch, lval
-                bar.update(1)
-                if bar.disable is False:
-                    bar.set_postfix(loss=f"{lval:.4f}", refresh=False)
-                stop = call("on_step_end")
-                due = (step % steps_per_epoch == 0) if eval_every == "epoch" else (step % eval_every == 0)
-                if due or step == total_steps or stop is not None:
-                    bad = record()
-                    if stop is None:
-                        stop = bad or call("on_eval")
-                    if bad:
-                        history.diverged = True
-        finally:
-            bar.close()
-        if not history.step or history.step[-1] != step:
-            record()
+    def _loop(self, bar: Any) -> str | None:
+        """Steps until done or a stop; the reason of a stop (None when the budget was used up)."""
+        stop = None
+        while stop is None and self.step_count < self.total_steps:
+            lval = self.step(self._next_batch())
+            if lval is None:
+                self.history.diverged = True
+                return self.stop_reason
+            self._advance()
+            self.state.step, self.state.epoch, self.state.batch_loss = (
+                self.step_count, self.step_count / self.steps_per_epoch, lval)
+            bar.update(1)
+            if bar.disable is False:
+                bar.set_postfix(loss=f"{lval:.4f}", refresh=False)
+            stop = self._call("on_step_end")
+            if self._eval_due() or stop is not None:
+                bad = self._record()
+                if bad:
+                    self.history.diverged = True
+                if stop is None:
+                    stop = bad or self._call("on_eval")
+        return stop
 
-    if stop is not None:
-        history.stopped_early = True
-        history.stop_reason = stop
-    elif max_steps is not None and step >= max_steps and step < epochs * steps_per_epoch:
-        history.stop_reason = f"max_steps = {max_steps} reached"
+    def _finish(self, stop: str | None) -> History:
+        h, s = self.history, self.spec
+        if stop is not None:
+            h.stopped_early, h.stop_reason = True, stop
+        elif s.max_steps is not None and self.step_count >= s.max_steps and self.step_count < s.epochs * self.steps_per_epoch:
+            h.stop_reason = f"max_steps = {s.max_steps} reached"
+        else:
+            h.stop_reason = f"completed {s.epochs} epochs ({self.step_count} steps)"
+        h.steps_done = self.step_count
+        h.wall_time_s = time.perf_counter() - self._t0
+        for cb in self.callbacks:
+            if hasattr(cb, "on_fit_end"):
+                cb.on_fit_end(self.state)
+        return h
+
+    def run(self) -> History:
+        """Resume (when asked), evaluate at the start, train to ``epochs`` / ``max_steps`` or a stop; the history."""
+        from tqdm.auto import tqdm
+
+        if self.spec.resume:
+            self.resume()
+        dev = self.device
+        cuda_ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
+        stop: str | None = None
+        with torch.random.fork_rng(devices=cuda_ids):
+            torch.manual_seed(int(self.spec.seed))
+            if self._resumed_rng is not None:
+                torch.set_rng_state(self._resumed_rng)  # dropout-like layers continue their random stream
+            if not self.history.step or self.history.step[-1] != self.step_count:
+                self._clock = time.perf_counter()
+                stop = self._record()
+                self.history.diverged = stop is not None
+            for cb in self.callbacks:
+                if hasattr(cb, "on_fit_start"):
+                    cb.on_fit_start(self.state)
+            bar = tqdm(total=self.total_steps, initial=min(self.step_count, self.total_steps), unit="step",
+                       disable=None if self.spec.progress else True, desc="train", leave=False)
+            self.model.train()
+            self._clock = time.perf_counter()
+            try:
+                if stop is None:
+                    stop = self._loop(bar)
+            finally:
+                bar.close()
+            if not self.history.step or self.history.step[-1] != self.step_count:
+                self._record()
+        return self._finish(stop)
+
+
+_OPTIMIZER_FIELDS = ("lr", "momentum", "weight_decay")
+
+
+def fit(model: nn.Module, train: Any, *, eval: Any = None, optimizer: Any = "adam", spec: TrainSpec | None = None,
+        callbacks: Sequence[Any] | Any = (), device: Any = None, **settings: Any) -> History:
+    """Train ``model`` in place on ``train``; return the :class:`History` (``Trainer(...).run()`` in one call).
+
+    ``settings`` are keyword overrides: ``lr``, ``momentum``, ``weight_decay``
+    (fields of :class:`OptimizerSpec`, used when ``optimizer`` is a name, an
+    Optimizer class or an :class:`OptimizerSpec`) and any field of
+    :class:`TrainSpec` (``epochs``, ``batch_size``, ``loss``, ``l2``, ``seed``,
+    ``max_steps``, ``eval_every``, ``checkpoint_dir``, ``resume``,
+    ``divergence_factor``, ``progress``, ...), applied on top of ``spec``. See
+    :class:`Trainer` for the other arguments.
+    """
+    train_fields = {f.name for f in dataclasses.fields(TrainSpec)}
+    unknown = set(settings) - train_fields - set(_OPTIMIZER_FIELDS)
+    if unknown:
+        raise ValueCheckError(f"fit() got unknown setting(s) {sorted(unknown)}; known: "
+                              f"{sorted(train_fields | set(_OPTIMIZER_FIELDS))}")
+    opt_kw = {k: settings[k] for k in _OPTIMIZER_FIELDS if k in settings}
+    if isinstance(optimizer, OptimizerSpec):
+        optimizer = dataclasses.replace(optimizer, **opt_kw)
+    elif isinstance(optimizer, torch.optim.Optimizer):
+        if opt_kw:
+            raise ValueCheckError(f"{sorted(opt_kw)} cannot be applied to a ready optimizer instance; set them when building it")
     else:
-        history.stop_reason = f"completed {epochs} epochs ({step} steps)"
-    history.steps_done = step
-    history.wall_time_s = time.perf_counter() - t0
-    for cb in callbacks:
-        if hasattr(cb, "on_fit_end"):
-            cb.on_fit_end(state)
-    return history
+        optimizer = OptimizerSpec(optimizer, **opt_kw)
+    loop_kw = {k: v for k, v in settings.items() if k in train_fields}
+    spec = dataclasses.replace(spec, **loop_kw) if spec is not None else TrainSpec(**loop_kw)
+    return Trainer(model, train, eval, optimizer=optimizer, spec=spec, callbacks=callbacks, device=device).run()

@@ -80,7 +80,7 @@ def describe(ds) -> dict:
     }
 
 
-def _handle(args: argparse.Namespace) -> int:
+def _handle(args: argparse.Namespace, options) -> int:
     from actionlab import data
     from actionlab.config import resolve_device, resolve_dtype
     from actionlab.runs import to_jsonable
@@ -90,7 +90,7 @@ def _handle(args: argparse.Namespace) -> int:
     ds = data.load(
         args.name,
         args.split,
-        args.root,
+        root=args.root,
         balance=args.balance,
         per_class=args.per_class,
         standardize=args.standardize,

@@ -39,7 +39,7 @@ def register(subparsers, common) -> None:
     p.set_defaults(_handler=_handler)
 
 
-def _handler(args: argparse.Namespace) -> int:
+def _handler(args: argparse.Namespace, options) -> int:
     from actionlab.report import build_report
 
     files = build_report(args.paths, args.out, markdown=args.markdown, title=args.title)

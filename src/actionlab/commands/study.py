@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
-
-from actionlab.runs import default_out
 
 __all__ = ["register"]
 
@@ -45,35 +44,29 @@ def register(subparsers, common) -> None:
     p.set_defaults(_handler=_handler)
 
 
-def _handler(args: argparse.Namespace) -> int:
-    from actionlab.study import plan_study, run_state, run_study
+def _handler(args: argparse.Namespace, options) -> int:
+    from actionlab.runs import FAILED, default_out, folder_state
+    from actionlab.study import plan_study, run_study
 
     out = Path(args.out) if args.out is not None else default_out("study")
     if args.list:
         for exp in plan_study(only=args.only, skip=args.skip):
             srcs = ",".join(getattr(exp, "sources", ())) or "-"
-            print(f"{exp.name:<20} sources {srcs:<16} {run_state(out / exp.name):<10} {exp.help}")
+            print(f"{exp.name:<20} sources {srcs:<16} {folder_state(out / exp.name):<10} {exp.help}")
         return 0
+    if args.out is None:
+        options.command = f"{options.command} --out {shlex.quote(str(out))}"
     try:
-        study = run_study(
-            out,
-            preset=args.preset,
-            only=args.only,
-            skip=args.skip,
-            rerun=args.rerun,
-            seed=args.seed,
-            device=args.device,
-            dtype=args.dtype,
-            progress=args.progress,
-        )
+        study = run_study(out, preset=args.preset, only=args.only, skip=args.skip, rerun=args.rerun,
+                          options=options, progress=args.progress)
     except KeyboardInterrupt:
         print(f"\nstudy interrupted; {out / 'study.json'} is saved — run the same command again to resume "
               "(finished experiments are kept, the interrupted one restarts)")
-        return 130
+        raise
     counts = study.counts
     print(f"study folder: {out}  ({', '.join(f'{n} {k}' for k, n in counts.items())})")
     for e in study.failed:
-        print(f"  {e.name}: {e.status}: {e.error}  (traceback: {out / e.folder / 'ERROR.txt'})")
+        print(f"  {e.name}: {e.status}: {e.error}  (traceback: {out / e.folder / FAILED})")
     if args.report and study.entries:
         from actionlab.report import build_report
 

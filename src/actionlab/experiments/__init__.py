@@ -2,7 +2,9 @@
 :func:`actionlab.experiments._registry.register_experiment`.
 
 ``load_all()`` imports every module of this package so that the registry is
-complete; the CLI and ``actionlab study`` call it.
+complete; ``actionlab study`` calls it. The CLI does not: it finds an
+experiment's module in its static index (``actionlab.cli.COMMANDS``, checked
+against this registry by the tests) and imports only that one.
 """
 
 from __future__ import annotations
@@ -10,9 +12,18 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from actionlab.experiments._registry import EXPERIMENTS, Experiment, get_experiment, make_config, register_experiment
+from actionlab.experiments._registry import (
+    EXPERIMENTS,
+    Experiment,
+    check_config,
+    get_experiment,
+    make_config,
+    param,
+    register_experiment,
+)
 
-__all__ = ["EXPERIMENTS", "Experiment", "get_experiment", "make_config", "register_experiment", "load_all"]
+__all__ = ["EXPERIMENTS", "Experiment", "get_experiment", "make_config", "register_experiment", "param",
+           "check_config", "load_all"]
 
 _loaded = False
 

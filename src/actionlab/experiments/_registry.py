@@ -37,17 +37,22 @@ def param(
     exclusive_min: bool = False,
     choices: Iterable[Any] | None = None,
     allow_empty: bool = True,
+    length: int | None = None,
 ) -> Any:
     """A config field with its CLI help text and its admissible values.
 
     ``min`` / ``max`` bound a number (or every element of a tuple of numbers;
     ``exclusive_min=True`` makes the lower bound strict); ``choices`` lists
     the admissible values (of the field, or of each element of a tuple);
-    ``allow_empty=False`` refuses an empty tuple. Numbers must be finite.
-    :func:`make_config` checks all of this before any work is done.
+    ``allow_empty=False`` refuses an empty tuple; ``length`` fixes the number
+    of elements of a tuple (the CLI flag then takes exactly that many).
+    Numbers must be finite. :func:`make_config` checks all of this before any
+    work is done.
     """
+    if not help or not str(help).strip():
+        raise TypeError("param needs a help text: what the field means, with its unit or source")
     meta = {"help": help, "min": min, "max": max, "exclusive_min": exclusive_min,
-            "choices": tuple(choices) if choices is not None else None, "allow_empty": allow_empty}
+            "choices": tuple(choices) if choices is not None else None, "allow_empty": allow_empty, "length": length}
     if isinstance(default, (list, dict, set)):
         raise TypeError("param defaults must be immutable; use a tuple")
     return dataclasses.field(default=default, metadata=meta)
@@ -59,9 +64,13 @@ def _flag(name: str) -> str:
 
 def _check_value(name: str, value: Any, meta: dict) -> None:
     flag = _flag(name)
+    if value is None:  # an optional field left unset
+        return
     if isinstance(value, tuple):
         if not value and not meta.get("allow_empty", True):
             raise ValueCheckError(f"{flag} must not be empty; give at least one value")
+        if meta.get("length") is not None and len(value) != meta["length"]:
+            raise ValueCheckError(f"{flag} takes exactly {meta['length']} values, got {len(value)}: {value!r}")
         for v in value:
             _check_value(name, v, meta)
         return
@@ -75,9 +84,10 @@ def _check_value(name: str, value: Any, meta: dict) -> None:
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None:
         if meta.get("exclusive_min") and not value > lo:
-            raise ValueCheckError(f"{flag} must be > {lo}, got {value}")
+            raise ValueCheckError(f"{flag} must be > {lo}{' (positive)' if lo == 0 else ''}, got {value}")
         if not meta.get("exclusive_min") and not value >= lo:
-            raise ValueCheckError(f"{flag} must be >= {lo}, got {value}")
+            what = " (a positive integer)" if lo == 1 and isinstance(value, int) else ""
+            raise ValueCheckError(f"{flag} must be >= {lo}{what}, got {value}")
     if hi is not None and not value <= hi:
         raise ValueCheckError(f"{flag} must be <= {hi}, got {value}")
 

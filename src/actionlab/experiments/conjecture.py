@@ -27,9 +27,10 @@ import numpy as np
 import torch
 
 from actionlab import expansion
+from actionlab._display import short_repr
 from actionlab.config import RunOptions, seed_everything
-from actionlab.experiments._registry import register_experiment
-from actionlab.experiments._thetastar import (
+from actionlab.experiments._registry import param, register_experiment
+from actionlab.experiments._trained import (
     QUICK_THETA_STAR,
     DataSpec,
     ThetaStarSettings,
@@ -53,10 +54,10 @@ def radius_estimate(coeffs, tail: int = 4) -> float:
 class ConjectureConfig(ThetaStarSettings):
     """Partial sums of the all-orders series (derived and notes' coefficient) and of the exact Taylor series against S(tθ*)."""
 
-    n_max: int = 10  # orders of the leading series
-    series_order: int = 16  # K of the exact Taylor series
-    t_max: float = 1.0
-    t_points: int = 41
+    n_max: int = param(10, "orders n = 1..n_max of the conjectured all-orders series (000/001 §2.5)", min=1, max=60)
+    series_order: int = param(16, "order K of the exact Taylor series of S(tθ*) (000 eq. (3) ff.)", min=1, max=60)
+    t_max: float = param(1.0, "largest t of the ray tθ* (t = 1 is θ* itself)", min=0, exclusive_min=True)
+    t_points: int = param(41, "number of t values in [0, t_max]", min=2)
     PRESETS: ClassVar[dict] = {
         # same θ* settings as theta-star's quick preset, so the two share the cached θ*
         "quick": {**QUICK_THETA_STAR, "n_max": 8, "series_order": 12, "t_points": 21},
@@ -65,6 +66,7 @@ class ConjectureConfig(ThetaStarSettings):
     }
 
 
+@short_repr
 @dataclass
 class ConjectureResult:
     t: list = field(default_factory=list)
@@ -83,7 +85,7 @@ class ConjectureResult:
 def run(config: ConjectureConfig, options: RunOptions) -> ConjectureResult:
     seed_everything(options.seed)
     dspec = DataSpec.from_config(config, options.seed)
-    run_folder = RunFolder(options.out, "conjecture", config, seed=options.seed, data=dataclasses.asdict(dspec))
+    run_folder = RunFolder(options, "conjecture", config, seed=options.seed, data=dataclasses.asdict(dspec))
     ts = theta_star_for(config, dspec, options)
     p = expansion.as_params(ts.model).to(dtype=torch.float64)
     z, y = ts.test.z.double(), ts.test.labels
@@ -126,7 +128,7 @@ def _figure(run_folder: RunFolder, res: ConjectureResult, config: ConjectureConf
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     t = np.array(res.t)
     ex = np.array(res.exact)
     ax = axes[0]
@@ -136,9 +138,9 @@ def _figure(run_folder: RunFolder, res: ConjectureResult, config: ConjectureConf
     lo, hi = min(ex.min(), 0) - 0.5, max(ex.max(), math.log(10)) + 1.0
     ax.set_ylim(lo, hi)
     ax.set_xlabel("t (θ = tθ*)")
-    ax.set_ylabel("action")
-    ax.axvline(res.radius_t, color="gray", lw=0.6)
-    ax.legend(fontsize=7)
+    ax.set_ylabel("action S (nats)")
+    ax.axvline(res.radius_t, color="gray", lw=0.6, label="radius estimate")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title(f"path 0 → θ*; root-test radius ≈ {res.radius_t:.3g}", fontsize=9)
     ax = axes[1]
     ns = np.arange(len(res.taylor_partial_sums_at_1))
@@ -148,9 +150,10 @@ def _figure(run_folder: RunFolder, res: ConjectureResult, config: ConjectureConf
     ax.plot(np.array(L["n"]) + 1, L["note_partial_sums"], "^-", ms=3, label="leading, notes' κ_n")
     ax.axhline(res.S_star, color="k", lw=1.5, label="S(θ*)")
     ax.set_yscale("symlog")
-    ax.set_xlabel("order")
+    ax.set_xlabel("order (highest power of t kept)")
+    ax.set_ylabel("partial sum (nats, symlog)")
     ax.set_title("partial sums at θ* (t = 1)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     run_folder.save_figure(fig, "conjecture")
 

@@ -20,14 +20,15 @@ ln M marked), ``accuracy.png`` and ``summary.md``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
 from actionlab import data as _data
 from actionlab.config import RunOptions, seed_everything
-from actionlab.experiments._registry import register_experiment
+from actionlab._display import short_repr
+from actionlab.experiments._registry import param, register_experiment
 from actionlab.models import TwoLayer, action
 from actionlab.runs import Claim, RunFolder, claims_table_md
 from actionlab.train import History, fit
@@ -39,16 +40,17 @@ __all__ = ["DemoConfig", "DemoResult", "run"]
 class DemoConfig:
     """Train a small TwoLayer (SiLU) on the bundled digits and plot its loss curves."""
 
-    dataset: str = field(default="digits", metadata={"help": "data set (digits is bundled, offline)"})
-    hidden: int = field(default=64, metadata={"help": "hidden width H"})
-    activation: str = field(default="silu", metadata={"help": "activation σ"})
-    standardize: str = field(default="zscore", metadata={"help": "none, centre or zscore"})
-    optimizer: str = field(default="adam", metadata={"help": "sgd, adam or adamw"})
-    lr: float = field(default=3e-3, metadata={"help": "learning rate"})
-    momentum: float = field(default=0.0, metadata={"help": "SGD momentum"})
-    weight_decay: float = field(default=0.0, metadata={"help": "L2 weight decay (handed to the optimizer)"})
-    epochs: int = field(default=40, metadata={"help": "passes over the training set"})
-    batch_size: int = field(default=64, metadata={"help": "mini-batch size"})
+    dataset: str = param("digits", "data set (digits is bundled with scikit-learn: offline, seconds)")
+    hidden: int = param(64, "hidden width H of the TwoLayer", min=1)
+    activation: str = param("silu", "activation σ (silu is the notes' choice, 001 §1.1)")
+    standardize: str = param("zscore", "none, centre or zscore (statistics of the train split)")
+    optimizer: str = param("adam", "sgd, adam or adamw")
+    lr: float = param(3e-3, "learning rate η", min=0, exclusive_min=True)
+    momentum: float = param(0.0, "SGD momentum μ", min=0, max=1)
+    weight_decay: float = param(0.0, "weight decay, handed to the optimizer (coupled for sgd/adam, decoupled for adamw)",
+                                min=0)
+    epochs: int = param(40, "passes over the training set", min=1)
+    batch_size: int = param(64, "mini-batch size", min=1)
 
     PRESETS: ClassVar[dict[str, dict]] = {
         "quick": {"hidden": 32, "epochs": 8},
@@ -57,6 +59,7 @@ class DemoConfig:
     }
 
 
+@short_repr
 @dataclass
 class DemoResult:
     dataset: str
@@ -89,7 +92,7 @@ def run(config: DemoConfig, options: RunOptions) -> DemoResult:
     zt, yt = tr.z.to(device), tr.labels.to(device)
     ze, ye = te.z.to(device), te.labels.to(device)
     M, E = tr.num_classes, tr.z.shape[1]
-    rf = RunFolder(options.out, "demo", config, seed=options.seed,
+    rf = RunFolder(options, "demo", config, seed=options.seed,
                    data={"train": tr.info, "test": te.info, "n_train": len(tr), "n_test": len(te)})
 
     with torch.no_grad():
@@ -131,6 +134,10 @@ def run(config: DemoConfig, options: RunOptions) -> DemoResult:
         verdict="holds" if diff <= tol * math.log(M) else "does not hold",
         details=f"|S(0) − ln M| = {diff:.2e} (tolerance {tol:g} relative, {dtype}); the train split's labels are "
                 f"not balanced, which S(0) does not need",
+        id="demo.S0-lnM",
+        evidence={"preset": options.preset, "seed": options.seed, "dtype": str(options.dtype), "N": len(tr),
+                  "statistic": "|S(0) − ln M|", "value": diff, "threshold": tol * math.log(M)},
+        strength="firm",
     ))
     rf.finish(res, _summary(rf, res, config, options))
     return res

@@ -25,9 +25,11 @@ import numpy as np
 import torch
 
 from actionlab.config import RunOptions, seed_everything
+from actionlab.embeddings import KINDS as EMBEDDING_KINDS
 from actionlab.embeddings import EmbeddedClassifier
-from actionlab.experiments._registry import register_experiment
-from actionlab.experiments._thetastar import DataSpec, get_embedding, learned_config_from, load_splits
+from actionlab import activations as _act
+from actionlab.experiments._registry import param, register_experiment
+from actionlab.experiments._trained import DataSpec, get_embedding, learned_config_from, load_splits
 from actionlab.runs import Claim, RunFolder, claims_table_md
 
 __all__ = ["EarlyStopConfig", "EarlyStopResult", "run", "compare_rule", "first_nonpositive"]
@@ -64,24 +66,30 @@ def compare_rule(steps, s_e, dots, smoothing: float, min_step: int = 0) -> dict:
 class EarlyStopConfig:
     """∇S_T·∇S_E = 0 (notes §3) against the minimum of the test loss, over training-set sizes."""
 
-    dataset: str = "fashion-mnist"
-    standardize: str = "none"
-    embedding: str = "learned"
-    dim: int = 128
-    hidden: int = 256
-    activation: str = "silu"
-    sizes: tuple[int, ...] = (300, 1000, 3000, 10000, 60000)
-    steps: int = 2000  # optimizer steps per size (well past the optimum for the small sizes)
-    measurements: int = 60  # gradient-alignment measurements per run (every steps/measurements steps)
-    smoothing: float = 0.5
-    max_samples: int | None = 20000  # larger sets: a fixed random subset estimates S and ∇S (stated)
-    batch_size: int = 128
-    optimizer: str = "adamw"  # sgd: plain gradient steps, the setting of the notes' argument (d S_E/dt = −∇S_E·∇S_T)
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    test_per_class: int | None = None  # S_E on this many test samples per class (None: the whole test split)
-    cache: bool = True
-    cache_dir: str | None = None
+    dataset: str = param("fashion-mnist", "data set whose train / test splits are p_T / p_E (notes §3)")
+    standardize: str = param("none", "input standardisation of the data set", choices=("none", "centre", "center", "zscore"))
+    embedding: str = param("learned", "embedding z: learned (a linear map trained jointly with the classifier, from "
+                           "scratch on each training set), raw, pca or pool (fixed)",
+                           choices=EMBEDDING_KINDS)
+    dim: int = param(128, "embedding dimension E (ignored for raw)", min=1)
+    hidden: int = param(256, "hidden width H of the TwoLayer classifier (notes 001 §1.1)", min=1)
+    activation: str = param("silu", "activation σ of the TwoLayer", choices=tuple(_act.names()))
+    sizes: tuple[int, ...] = param((300, 1000, 3000, 10000, 60000), "training-set sizes N_train (balanced, N/10 per "
+                                   "class; ≥ 60000: the whole training split)", min=10, allow_empty=False)
+    steps: int = param(2000, "optimizer steps per size (well past the optimum for the small sizes)", min=1)
+    measurements: int = param(60, "∇S_T·∇S_E measurements per run (every steps/measurements steps; eq. (7))", min=1)
+    smoothing: float = param(0.5, "EMA weight s of the dot product: d̄_k = s·d̄_{k−1} + (1 − s)·d_k (0: raw)",
+                             min=0.0, max=0.99)
+    max_samples: int | None = param(20000, "sets larger than this use a fixed random subset of this many samples to "
+                                    "estimate S and ∇S (stated); None: full data", min=1)
+    batch_size: int = param(128, "mini-batch size", min=1)
+    optimizer: str = param("adamw", "optimizer; sgd: plain gradient steps, the setting of the notes' argument "
+                           "(d S_E/dt = −∇S_E·∇S_T)", choices=("sgd", "adam", "adamw"))
+    lr: float = param(1e-3, "learning rate η", min=0.0, exclusive_min=True)
+    weight_decay: float = param(0.0, "the optimizer's weight decay (decoupled for adamw)", min=0.0)
+    test_per_class: int | None = param(None, "S_E on this many test samples per class (None: the whole test split)", min=1)
+    cache: bool = param(True, "cache the loaded splits and fixed embeddings on disk")
+    cache_dir: str | None = param(None, "cache directory (None: the default cache)")
     PRESETS: ClassVar[dict] = {
         "quick": {"dim": 16, "hidden": 32, "sizes": (100, 300), "steps": 300, "measurements": 30,
                   "batch_size": 32, "lr": 1e-2, "test_per_class": 50},
@@ -104,7 +112,7 @@ def run(config: EarlyStopConfig, options: RunOptions) -> EarlyStopResult:
     from actionlab.models import TwoLayer
 
     seed_everything(options.seed)
-    run_folder = RunFolder(options.out, "early-stop", config, seed=options.seed,
+    run_folder = RunFolder(options, "early-stop", config, seed=options.seed,
                            data={"dataset": config.dataset, "standardize": config.standardize, "sizes": list(config.sizes)})
     res = EarlyStopResult()
     for n in tqdm(config.sizes, desc="early-stop", disable=None):
@@ -130,10 +138,11 @@ def run(config: EarlyStopConfig, options: RunOptions) -> EarlyStopResult:
         rule = _train.GradientAlignmentStop((ztr, tr.labels), (zte, te.labels), every=every, smoothing=config.smoothing,
                                             max_samples=config.max_samples, stop=False, seed=options.seed)
         steps_per_epoch = math.ceil(len(ztr) / config.batch_size)
-        hist = _train.fit(model, (ztr, tr.labels), eval=None, optimizer=config.optimizer, lr=config.lr,
-                          weight_decay=config.weight_decay, epochs=math.ceil(config.steps / steps_per_epoch),
-                          max_steps=config.steps, batch_size=config.batch_size, callbacks=(rule,), seed=options.seed,
-                          device=options.device, progress=False, eval_every=config.steps)
+        spec = _train.TrainSpec(epochs=math.ceil(config.steps / steps_per_epoch), max_steps=config.steps,
+                                batch_size=config.batch_size, seed=options.seed, eval_every=config.steps, progress=False)
+        opt = _train.OptimizerSpec(config.optimizer, lr=config.lr, weight_decay=config.weight_decay)
+        hist = _train.Trainer(model, (ztr, tr.labels), optimizer=opt, spec=spec, callbacks=(rule,),
+                              device=options.device).run()
         tr_ = rule.as_dict()
         cmp = compare_rule(tr_["step"], tr_["S_E"], tr_["dot"], config.smoothing)
         res.runs.append({"n_train": len(ztr), "embedding": emb_info, "every": every, "estimated": rule.estimated,
@@ -152,26 +161,32 @@ def _figure(run_folder: RunFolder, res: EarlyStopResult) -> None:
     import matplotlib.pyplot as plt
 
     n = len(res.runs)
-    fig, axes = plt.subplots(2, n, figsize=(3.6 * n, 5.5), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(3.8 * n + 0.4, 6.2), squeeze=False, layout="constrained")
     for j, r in enumerate(res.runs):
-        t = r["trace"]
-        c = r["comparison"]
+        t, c = r["trace"], r["comparison"]
         ax = axes[0, j]
-        ax.plot(t["step"], t["S_T"], label="S_T")
-        ax.plot(t["step"], t["S_E"], label="S_E")
+        ax.plot(t["step"], t["S_T"], label="S_T (training action)")
+        ax.plot(t["step"], t["S_E"], label="S_E (test action)")
         ax.axvline(c["min_step"], color="g", lw=0.8, label="min S_E")
         if c["smoothed"]["rule_step"] is not None:
-            ax.axvline(c["smoothed"]["rule_step"], color="r", ls="--", lw=0.8, label="rule (smoothed)")
-        ax.set_title(f"N_train = {r['n_train']}", fontsize=9)
-        ax.legend(fontsize=6)
+            ax.axvline(c["smoothed"]["rule_step"], color="r", ls="--", lw=0.8, label="rule ∇S_T·∇S_E ≤ 0 (smoothed)")
+        ax.set_title(f"N_train = {r['n_train']}: actions", fontsize=9)
+        ax.set(xlabel="optimizer step", ylabel="action (nats)")
         ax = axes[1, j]
         d = np.array(t["dot"])
-        ax.plot(t["step"], np.sign(d) * np.log10(1 + np.abs(d) * 1e3), label="∇S_T·∇S_E (signed log)")
-        ax.plot(t["step"], np.array(t["cosine"]), label="cosine")
+        ax.plot(t["step"], np.sign(d) * np.log10(1 + np.abs(d) * 1e3), label="sign·log₁₀(1 + 10³|∇S_T·∇S_E|)")
+        ax.plot(t["step"], np.array(t["cosine"]), label="cosine of ∇S_T, ∇S_E")
         ax.axhline(0, color="k", lw=0.5)
-        ax.set_xlabel("step")
-        ax.legend(fontsize=6)
-    fig.tight_layout()
+        ax.set_title(f"N_train = {r['n_train']}: gradient alignment (eq. 7)", fontsize=9)
+        ax.set(xlabel="optimizer step", ylabel="alignment")
+        for a in axes[:, j]:
+            a.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))  # tick labels that do not collide
+    for row, where in ((0, "outside upper center"), (1, "outside lower center")):  # legends beside the data, not on it
+        handles: dict = {}
+        for a in axes[row]:
+            for h, lab in zip(*a.get_legend_handles_labels()):
+                handles.setdefault(lab, h)
+        fig.legend(list(handles.values()), list(handles), loc=where, ncol=len(handles), fontsize=8)
     run_folder.save_figure(fig, "early_stop")
 
 

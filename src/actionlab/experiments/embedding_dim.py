@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 
+from actionlab._display import short_repr
 from actionlab.config import RunOptions, seed_everything
-from actionlab.experiments._registry import register_experiment
-from actionlab.experiments._thetastar import DataSpec, get_theta_star, learned_config_from, load_splits
+from actionlab.experiments._registry import param, register_experiment
+from actionlab.experiments._trained import DataSpec, get_theta_star, learned_config_from, load_splits, shared_param
 from actionlab.experiments.theta_star import analyse
 from actionlab.runs import Claim, RunFolder, claims_table_md
 
@@ -28,21 +29,21 @@ __all__ = ["EmbeddingDimConfig", "EmbeddingDimResult", "run"]
 class EmbeddingDimConfig:
     """Share of U·W in S_2(θ*) and of U·W·W in S_3(θ*) against the embedding dimension E."""
 
-    dataset: str = "fashion-mnist"
-    standardize: str = "none"
-    embeddings: tuple[str, ...] = ("learned", "pca")
-    dims: tuple[int, ...] = (4, 16, 64, 256, 1024)  # PCA dims above the pixel count are capped at it
-    hidden: int = 512
-    activation: str = "silu"
-    epochs: int = 15
-    patience: int = 3
-    batch_size: int = 1024
-    lr: float = 1e-3
-    weight_decay: float = 0.004
-    train_per_class: int | None = None
-    test_per_class: int | None = None
-    cache: bool = True
-    cache_dir: str | None = None
+    dataset: str = shared_param("dataset", "fashion-mnist")
+    standardize: str = shared_param("standardize", "none")
+    embeddings: tuple[str, ...] = param(("learned", "pca"), "embeddings z to compare (raw | pca | pool | learned, 001 §1.1)", choices=("raw", "pca", "pool", "learned"), allow_empty=False)
+    dims: tuple[int, ...] = param((4, 16, 64, 256, 1024), "embedding dimensions E to sweep (PCA dims above the pixel count are capped at it)", min=1, allow_empty=False)
+    hidden: int = shared_param("hidden", 512)
+    activation: str = shared_param("activation", "silu")
+    epochs: int = shared_param("epochs", 15)
+    patience: int = shared_param("patience", 3)
+    batch_size: int = shared_param("batch_size", 1024)
+    lr: float = shared_param("lr", 1e-3)
+    weight_decay: float = shared_param("weight_decay", 0.004)
+    train_per_class: int | None = shared_param("train_per_class", None)
+    test_per_class: int | None = shared_param("test_per_class", None)
+    cache: bool = shared_param("cache", True)
+    cache_dir: str | None = shared_param("cache_dir", None)
     PRESETS: ClassVar[dict] = {
         "quick": {"dims": (2, 8, 32), "hidden": 32, "epochs": 6, "train_per_class": 150, "test_per_class": 60,
                   "batch_size": 128, "lr": 3e-3},
@@ -51,6 +52,7 @@ class EmbeddingDimConfig:
     }
 
 
+@short_repr
 @dataclass
 class EmbeddingDimResult:
     rows: list = field(default_factory=list)  # one per (embedding, E)
@@ -63,7 +65,7 @@ def run(config: EmbeddingDimConfig, options: RunOptions) -> EmbeddingDimResult:
 
     seed_everything(options.seed)
     dspec = DataSpec.from_config(config, options.seed)
-    run_folder = RunFolder(options.out, "embedding-dim", config, seed=options.seed, data=dataclasses.asdict(dspec))
+    run_folder = RunFolder(options, "embedding-dim", config, seed=options.seed, data=dataclasses.asdict(dspec))
     splits = load_splits(dspec)
     P = splits[0].z.shape[1]
     res = EmbeddingDimResult()
@@ -98,7 +100,7 @@ def _figure(run_folder: RunFolder, res: EmbeddingDimResult) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     kinds = sorted({r["embedding"] for r in res.rows})
     for kind in kinds:
         rs = [r for r in res.rows if r["embedding"] == kind]
@@ -110,9 +112,10 @@ def _figure(run_folder: RunFolder, res: EmbeddingDimResult) -> None:
     for ax in axes:
         ax.set_xlabel("embedding dimension E")
         ax.set_ylabel("|term| / Σ|terms|")
-        ax.axhline(0.5, color="gray", lw=0.6)
+        ax.axhline(0.5, color="gray", lw=0.6, label="half of Σ|terms|")
         ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle("term dominance against the embedding dimension", fontsize=10)
     fig.tight_layout()
     run_folder.save_figure(fig, "dominance_vs_E")
 

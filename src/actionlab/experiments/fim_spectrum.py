@@ -24,8 +24,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from actionlab._checks import ValueCheckError
 from actionlab.config import RunOptions, seed_everything
-from actionlab.experiments._registry import register_experiment
+from actionlab import activations as _act
+from actionlab._display import short_repr
+from actionlab.experiments._registry import param, register_experiment
 from actionlab.fisher import empirical as emp
 from actionlab.fisher import meanfield as mf
 from actionlab.models import MLP
@@ -40,24 +43,40 @@ _DEFAULT_SIGMAS = {"tanh": (3.0, 0.64), "erf": (3.0, 0.64), "relu": (2.0, 0.1), 
 class FimSpectrumConfig:
     """Random-network FIM statistics (m_λ, s_λ, λ_max) against the mean-field theory of 004."""
 
-    activations: tuple[str, ...] = ("tanh", "relu", "linear", "erf")
-    sigma_w2: tuple[float, ...] = ()  # one per activation; empty: tanh/erf 3, relu 2, linear 1
-    sigma_b2: tuple[float, ...] = ()  # one per activation; empty: tanh/erf 0.64, relu 0.1, linear 0.1
-    widths: tuple[int, ...] = (100, 200, 500, 1000, 2000, 3000)
-    L: int = 3
-    alphas: tuple[float, ...] = ()  # α_0 … α_{L−1}; empty: all 1 (M_0 = M)
-    C: int = 1
-    T: int = 100
-    seeds: int = 4
-    inputs: str = "gaussian"  # or a data set name of actionlab.data (then M_0 is the data's dimension)
-    T_grid: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500)
-    T_width: int = 1000
-    C_grid: tuple[int, ...] = (1, 10, 50, 200)  # A.5: C up to O(M) at width C_width
-    C_width: int = 400
-    C_T: int = 10
-    relu_output_seeds: int = 8
-    quick_check: bool = True
-    tolerance: float = 0.1  # relative error allowed at the largest width for a "holds" verdict
+    activations: tuple[str, ...] = param(
+        ("tanh", "relu", "linear", "erf"), "activations φ of the hidden layers, one sweep each (papers.md)",
+        choices=_act.names(), allow_empty=False)
+    sigma_w2: tuple[float, ...] = param(
+        (), "weight variance σ_w² (W^l_ij ~ N(0, σ_w²/M_{l−1}), papers.md), one per activation; "
+            "empty: tanh/erf 3, relu 2, linear 1, others 1", min=0.0)
+    sigma_b2: tuple[float, ...] = param(
+        (), "bias variance σ_b² (b^l_i ~ N(0, σ_b²)), one per activation; empty: tanh/erf 0.64, relu and others 0.1",
+        min=0.0)
+    widths: tuple[int, ...] = param(
+        (100, 200, 500, 1000, 2000, 3000), "reference widths M of the sweep (M_l = α_l M, papers.md)", min=1,
+        allow_empty=False)
+    L: int = param(3, "depth L: number of weight layers (u^l = W^l h^{l−1} + b^l, l = 1..L)", min=1)
+    alphas: tuple[float, ...] = param(
+        (), "width ratios α_0 … α_{L−1} (M_l = α_l M; L entries); empty: all 1 (M_0 = M)", min=0.0, exclusive_min=True)
+    C: int = param(1, "number of outputs C = M_L", min=1)
+    T: int = param(100, "number of random inputs T of the FIM (A.26)", min=1)
+    seeds: int = param(4, "random networks per (activation, M); mean ± std reported", min=1)
+    inputs: str = param("gaussian", "inputs x: 'gaussian' (i.i.d. N(0, 1): q̂⁰ = 1, q̂⁰_st = 0) or an actionlab.data "
+                                    "set name (then M_0 is the data's dimension and q̂⁰, q̂⁰_st are measured)")
+    T_grid: tuple[int, ...] = param(
+        (1, 2, 5, 10, 20, 50, 100, 200, 500), "numbers of inputs T for the statistics against T (Fig. C.1)", min=1,
+        allow_empty=False)
+    T_width: int = param(1000, "reference width M of the sweep over T", min=1)
+    C_grid: tuple[int, ...] = param(
+        (1, 10, 50, 200), "numbers of outputs C for the C = O(M) bounds of A.5; empty: skip that part", min=1)
+    C_width: int = param(400, "reference width M of the sweep over C (A.5)", min=1)
+    C_T: int = param(10, "number of inputs T of the sweep over C (A.5)", min=1)
+    relu_output_seeds: int = param(
+        8, "random relu networks per output unit (linear vs relu) for the q̃^L boundary of B.10", min=1)
+    quick_check: bool = param(True, "also run the papers.md quick check (tanh, L = 3, M = 400, T = 60)")
+    tolerance: float = param(
+        0.1, "largest |relative error| at the largest width for a 'holds' verdict (dimensionless)", min=0.0,
+        exclusive_min=True)
 
     PRESETS: ClassVar[dict[str, dict]] = {
         "quick": {"widths": (50, 100, 200, 400), "seeds": 2, "T": 40, "T_grid": (1, 5, 20, 60), "T_width": 300,
@@ -67,6 +86,7 @@ class FimSpectrumConfig:
     }
 
 
+@short_repr
 @dataclass
 class FimSpectrumResult:
     rows: list[dict] = field(default_factory=list)  # one per (activation, M): measured mean/std and theory
@@ -74,6 +94,7 @@ class FimSpectrumResult:
     relu_boundary: list[dict] = field(default_factory=list)
     c_rows: list[dict] = field(default_factory=list)  # A.5
     quick_check: dict = field(default_factory=dict)
+    spectra: dict = field(default_factory=dict)  # activation → all eigenvalues of F* of one network at the largest M
     wall_time_s: float = 0.0
 
 
@@ -90,7 +111,7 @@ def _sigmas(config: FimSpectrumConfig) -> dict[str, tuple[float, float]]:
 def _widths(config: FimSpectrumConfig, M: int, C: int, M0: int | None) -> list[int]:
     al = list(config.alphas) if config.alphas else [1.0] * config.L
     if len(al) != config.L:
-        raise ValueError(f"alphas needs L = {config.L} entries, got {len(al)}")
+        raise ValueCheckError(f"--alphas needs L = {config.L} entries (α_0 … α_(L−1)), got {len(al)}; or leave it empty")
     w = [max(1, int(round(a * M))) for a in al] + [C]
     if M0 is not None:
         w[0] = M0
@@ -109,13 +130,16 @@ def _inputs(config: FimSpectrumConfig, T: int, M0: int, gen: torch.Generator, dt
     return z[idx].to(dtype=dtype, device=device)
 
 
-def measure(activation: str, widths: list[int], sigma_w2: float, sigma_b2: float, x: torch.Tensor, gen: torch.Generator,
-            output_activation=None, dtype=torch.float64, device=None, fr: bool = True) -> dict:
-    """One random network: measured m, s, λ_max (dual matrix) and the weights-only Fisher–Rao norm."""
-    net = MLP(widths, activation=activation, sigma_w2=sigma_w2, sigma_b2=sigma_b2, output_activation=output_activation,
-              generator=gen, dtype=dtype, device=device)
+def measure(arch: mf.Architecture, x: torch.Tensor, gen: torch.Generator, dtype=torch.float64, device=None,
+            fr: bool = True, spectrum: bool = False) -> dict:
+    """One random network of ``arch``: measured m, s, λ_max (dual matrix), the weights-only Fisher–Rao norm
+    (``fr``) and all eigenvalues of F* (``spectrum``)."""
+    net = MLP(list(arch.widths), activation=arch.activation, sigma_w2=arch.sigma_w2, sigma_b2=arch.sigma_b2,
+              output_activation=arch.output_activation, generator=gen, dtype=dtype, device=device)
     st = emp.fisher_statistics(net, x)
     out = {"m": st.m, "s": st.s, "lambda_max": st.lambda_max, "num_params": st.num_params}
+    if spectrum:
+        out["eigenvalues"] = [float(v) for v in st.eigenvalues]
     if fr:
         out["fisher_rao"] = emp.fisher_rao_norm(net, x, weights_only=True)
         out["fisher_rao_diag"] = emp.fisher_rao_diagonal(net, x)
@@ -133,7 +157,7 @@ def run(config: FimSpectrumConfig, options: RunOptions) -> FimSpectrumResult:
     t0 = time.perf_counter()
     seed_everything(options.seed)
     dtype, device = options.torch_dtype, options.torch_device
-    rf = RunFolder(options.out, "fim-spectrum", config, seed=options.seed, data={"inputs": config.inputs})
+    rf = RunFolder(options, "fim-spectrum", config, seed=options.seed, data={"inputs": config.inputs})
     res = FimSpectrumResult()
     sig = _sigmas(config)
     cache: dict = {}
@@ -154,14 +178,17 @@ def run(config: FimSpectrumConfig, options: RunOptions) -> FimSpectrumResult:
     for a, M in tqdm(jobs, desc="fim-spectrum: widths", disable=None):
         sw, sb = sig[a]
         widths = _widths(config, M, config.C, M0_fixed)
+        arch = mf.Architecture(a, widths, M=M, sigma_w2=sw, sigma_b2=sb)
         vals, qs = [], []
         for s in range(config.seeds):
             gen = torch.Generator().manual_seed(options.seed * 100_003 + s * 7919 + M)
             x = _inputs(config, config.T, widths[0], gen, dtype, device, cache)
             qs.append(input_stats(x))
-            vals.append(measure(a, widths, sw, sb, x, gen, dtype=dtype, device=device))
+            vals.append(measure(arch, x, gen, dtype=dtype, device=device, spectrum=(s == 0 and M == max(config.widths))))
+        if "eigenvalues" in vals[0]:
+            res.spectra[a] = vals[0].pop("eigenvalues")
         q0, q0st = np.mean(qs, axis=0)
-        th = mf.predict(a, widths=widths, M=M, sigma_w2=sw, sigma_b2=sb, T=config.T, q_hat0=q0, q_hat0_st=q0st)
+        th = mf.predict(arch, T=config.T, q_hat0=q0, q_hat0_st=q0st)
         row = {"activation": a, "M": M, "widths": widths, "P": vals[0]["num_params"], "sigma_w2": sw, "sigma_b2": sb,
                "kappa1": th.kappa1, "kappa2": th.kappa2}
         for k, tk, tkf in (("m", "m", "m_finite"), ("s", "s", "s_finite"), ("lambda_max", "lambda_max", "lambda_max_finite"),
@@ -179,6 +206,7 @@ def run(config: FimSpectrumConfig, options: RunOptions) -> FimSpectrumResult:
     for a in tqdm(config.activations, desc="fim-spectrum: T", disable=None):
         sw, sb = sig[a]
         widths = _widths(config, M, config.C, M0_fixed)
+        arch = mf.Architecture(a, widths, M=M, sigma_w2=sw, sigma_b2=sb)
         for s in range(config.seeds):
             gen = torch.Generator().manual_seed(options.seed * 100_003 + s * 7919 + 13)
             net = MLP(widths, activation=a, sigma_w2=sw, sigma_b2=sb, generator=gen, dtype=dtype, device=device)
@@ -186,7 +214,7 @@ def run(config: FimSpectrumConfig, options: RunOptions) -> FimSpectrumResult:
             for T in config.T_grid:
                 st = emp.fisher_statistics(net, xall[:T])
                 q0, q0st = input_stats(xall[:T]) if T > 1 else (input_stats(xall[:2])[0], 0.0)
-                th = mf.predict(a, widths=widths, M=M, sigma_w2=sw, sigma_b2=sb, T=T, q_hat0=q0, q_hat0_st=q0st)
+                th = mf.predict(arch, T=T, q_hat0=q0, q_hat0_st=q0st)
                 res.t_rows.append({"activation": a, "M": M, "T": T, "seed": s, "m": st.m, "s": st.s,
                                    "lambda_max": st.lambda_max, "m_theory": th.m, "s_theory": th.s,
                                    "lambda_max_theory": th.lambda_max})
@@ -198,14 +226,14 @@ def run(config: FimSpectrumConfig, options: RunOptions) -> FimSpectrumResult:
         widths = _widths(config, M, config.C, M0_fixed)
         for out_act in (None, "relu"):
             vals = []
+            net_arch = mf.Architecture("relu", widths, M=M, sigma_w2=sw, sigma_b2=sb, output_activation=out_act)
             for s in range(config.relu_output_seeds):
                 gen = torch.Generator().manual_seed(options.seed * 100_003 + s * 7919 + 77)
                 x = _inputs(config, config.T, widths[0], gen, dtype, device, cache)
-                vals.append(measure("relu", widths, sw, sb, x, gen, output_activation=out_act, dtype=dtype,
-                                    device=device, fr=False))
+                vals.append(measure(net_arch, x, gen, dtype=dtype, device=device, fr=False))
             for boundary in (None, "relu"):
-                th = mf.predict("relu", widths=widths, M=M, sigma_w2=sw, sigma_b2=sb, T=config.T,
-                                output_activation=boundary)
+                th = mf.predict(mf.Architecture("relu", widths, M=M, sigma_w2=sw, sigma_b2=sb,
+                                                output_activation=boundary), T=config.T)
                 row = {"network_output": out_act or "linear", "boundary": "q̃^L = 1 (linear output)" if boundary is None
                        else "q̃^L = 1/2 (relu output, B.10)", "M": M}
                 for k in ("m", "s", "lambda_max"):
@@ -221,8 +249,9 @@ def run(config: FimSpectrumConfig, options: RunOptions) -> FimSpectrumResult:
         widths = _widths(config, config.C_width, C, M0_fixed)
         gen = torch.Generator().manual_seed(options.seed * 100_003 + C)
         x = _inputs(config, config.C_T, widths[0], gen, dtype, device, cache)
-        v = measure(a0, widths, sw, sb, x, gen, dtype=dtype, device=device, fr=False)
-        th = mf.predict(a0, widths=widths, M=config.C_width, sigma_w2=sw, sigma_b2=sb, T=config.C_T)
+        arch = mf.Architecture(a0, widths, M=config.C_width, sigma_w2=sw, sigma_b2=sb)
+        v = measure(arch, x, gen, dtype=dtype, device=device, fr=False)
+        th = mf.predict(arch, T=config.C_T)
         res.c_rows.append({"activation": a0, "M": config.C_width, "C": C, "T": config.C_T, "m": v["m"], "m_theory": th.m,
                            "s": v["s"], "s_lower": th.s_lower, "s_upper": th.s_upper, "lambda_max": v["lambda_max"],
                            "lambda_max_lower": th.lambda_max_lower, "lambda_max_upper": th.lambda_max_upper,
@@ -230,13 +259,13 @@ def run(config: FimSpectrumConfig, options: RunOptions) -> FimSpectrumResult:
 
     # 5. the papers.md quick check ---------------------------------------------------------------
     if config.quick_check:
-        widths = [400, 400, 400, 1]
+        arch = mf.Architecture("tanh", (400, 400, 400, 1), sigma_w2=3.0, sigma_b2=0.64)
         vals = []
         for s in range(max(config.seeds, 6)):
             gen = torch.Generator().manual_seed(options.seed * 100_003 + s * 7919 + 400)
             x = torch.randn(60, 400, generator=gen, dtype=dtype).to(device)
-            vals.append(measure("tanh", widths, 3.0, 0.64, x, gen, dtype=dtype, device=device, fr=False))
-        th = mf.predict("tanh", widths=widths, sigma_w2=3.0, sigma_b2=0.64, T=60)
+            vals.append(measure(arch, x, gen, dtype=dtype, device=device, fr=False))
+        th = mf.predict(arch, T=60)
         qc = {"theory": {"m": th.m, "s": th.s, "lambda_max": th.lambda_max},
               "document_theory": {"m": 0.00239, "s": 0.0581, "lambda_max": 106.1},
               "document_measured": {"m": 0.00229, "s": 0.0556, "lambda_max": 102.9},
@@ -253,63 +282,109 @@ def run(config: FimSpectrumConfig, options: RunOptions) -> FimSpectrumResult:
 
 
 # ---------------------------------------------------------------------------------------------
+_KEYS = (("m", "m_λ = tr F / P"), ("s", "s_λ = Σ λ² / P"), ("lambda_max", "λ_max"))
+
+
+def _log_ticks(ax, xs) -> None:
+    """Label a log x-axis at the measured values only, as plain numbers (no crowded minor labels)."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.set_xticks(list(xs))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", labelrotation=45 if len(xs) > 7 else 0)
+
+
+def _legend_right(fig, ax) -> None:
+    """One legend for the figure, outside the axes on the right (it covers no data)."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+
+
+def _stats_figure(rf: RunFolder, rows: list[dict], x_key: str, x_label: str, title: str, name: str, colors: dict) -> None:
+    """m_λ, s_λ, λ_max against ``x_key`` per activation: seed mean ± std (markers) and theory (lines)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
+    for ax, (k, lab) in zip(axes, _KEYS):
+        for a, color in colors.items():
+            mine = [r for r in rows if r["activation"] == a]
+            xs = sorted({r[x_key] for r in mine})
+            groups = [[r for r in mine if r[x_key] == x] for x in xs]  # one row with its std, or one row per seed
+            mean = [np.mean([r[k] for r in g]) for g in groups]
+            sd = [g[0][k + "_std"] if len(g) == 1 else np.std([r[k] for r in g]) for g in groups]
+            ax.errorbar(xs, mean, yerr=sd, fmt="o", color=color, label=f"{a} measured", capsize=3)
+            ax.plot(xs, [g[0][k + "_theory"] for g in groups], "-", color=color, label=f"{a} theory")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _log_ticks(ax, sorted({r[x_key] for r in rows}))
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(lab)
+        ax.set_title(lab)
+    fig.suptitle(title)
+    _legend_right(fig, axes[-1])
+    rf.save_figure(fig, name)
+
+
+def _bounds_figure(rf: RunFolder, rows: list[dict]) -> None:
+    """A.5: measured s'_λ and λ_max against C with the lower and upper bounds."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    Cs = [r["C"] for r in rows]
+    panels = ((axes[0], "s", "s'_λ", (("s_lower", "--", "lower s_λ (A.40)"), ("s_upper", ":", "upper C s_λ (A.43)"))),
+              (axes[1], "lambda_max", "λ_max", (("lambda_max_lower", "--", "lower α(…)M (A.37 with α)"),
+                                                ("lambda_max_upper", ":", "upper M√(αC s_λ) (A.5)"))))
+    for ax, k, lab, bounds in panels:
+        ax.plot(Cs, [r[k] for r in rows], "o", label=f"measured {lab}")
+        for key, style, blab in bounds:
+            ax.plot(Cs, [r[key] for r in rows], style, label=blab)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _log_ticks(ax, Cs)
+        ax.set_xlabel("number of outputs C")
+        ax.set_ylabel(lab)
+        ax.set_title(f"A.5: {lab} bounds")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(f"C = O(M): {rows[0]['activation']}, M = {rows[0]['M']}, T = {rows[0]['T']}")
+    rf.save_figure(fig, "c_order_m_bounds")
+
+
+def _spectrum_figure(rf: RunFolder, res: FimSpectrumResult, config: FimSpectrumConfig, colors: dict) -> None:
+    """Histogram (numpy bins="auto") of log₁₀ of the non-zero eigenvalues of F* of one network per activation."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
+    Mmax = max(config.widths)
+    for a, ev in res.spectra.items():
+        ev = np.asarray(ev)
+        logs = np.log10(ev[ev > 1e-10 * ev.max()])
+        ax.hist(logs, bins=np.histogram_bin_edges(logs, bins="auto"), histtype="step", color=colors[a],
+                label=f"{a} (one network)")
+        th = next(r["lambda_max_theory"] for r in res.rows if r["activation"] == a and r["M"] == Mmax)
+        ax.axvline(np.log10(th), color=colors[a], ls="--", label=f"{a} mean-field λ_max")
+    ax.set_xlabel("log₁₀ λ (non-zero eigenvalues of F* = BᵀB/T)")
+    ax.set_ylabel("number of eigenvalues")
+    ax.set_title(f"FIM spectrum at M = {Mmax} (L = {config.L}, C = {config.C}, T = {config.T})")
+    _legend_right(fig, ax)
+    rf.save_figure(fig, "spectrum_hist")
+
+
 def _figures(rf: RunFolder, res: FimSpectrumResult, config: FimSpectrumConfig) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = (("m", "m_λ"), ("s", "s_λ"), ("lambda_max", "λ_max"))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     colors = dict(zip(config.activations, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-    for ax, (k, lab) in zip(axes, keys):
-        for a in config.activations:
-            rows = [r for r in res.rows if r["activation"] == a]
-            Ms = np.array([r["M"] for r in rows])
-            ax.errorbar(Ms, [r[k] for r in rows], yerr=[r[k + "_std"] for r in rows], fmt="o", color=colors[a],
-                        label=f"{a} measured", capsize=3)
-            ax.plot(Ms, [r[k + "_theory"] for r in rows], "-", color=colors[a], label=f"{a} theory")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("width M")
-        ax.set_title(f"{lab} (L = {config.L}, C = {config.C}, T = {config.T}, {config.seeds} seeds)")
-    axes[0].legend(fontsize=7)
-    rf.save_figure(fig, "stats_vs_M")
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for ax, (k, lab) in zip(axes, keys):
-        for a in config.activations:
-            rows = [r for r in res.t_rows if r["activation"] == a]
-            Ts = sorted({r["T"] for r in rows})
-            mean = [np.mean([r[k] for r in rows if r["T"] == T]) for T in Ts]
-            sd = [np.std([r[k] for r in rows if r["T"] == T]) for T in Ts]
-            th = [next(r[k + "_theory"] for r in rows if r["T"] == T) for T in Ts]
-            ax.errorbar(Ts, mean, yerr=sd, fmt="o", color=colors[a], label=f"{a} measured", capsize=3)
-            ax.plot(Ts, th, "-", color=colors[a], label=f"{a} theory")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("number of inputs T")
-        ax.set_title(f"{lab} against T (M = {config.T_width})")
-    axes[0].legend(fontsize=7)
-    rf.save_figure(fig, "stats_vs_T")
-
+    _stats_figure(rf, res.rows, "M", "width M", f"Statistics against M (L = {config.L}, C = {config.C}, "
+                  f"T = {config.T}, {config.seeds} seeds; mean ± std)", "stats_vs_M", colors)
+    _stats_figure(rf, res.t_rows, "T", "number of inputs T", f"Statistics against T (M = {config.T_width}, "
+                  f"{config.seeds} seeds; mean ± std)", "stats_vs_T", colors)
     if res.c_rows:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        Cs = [r["C"] for r in res.c_rows]
-        axes[0].plot(Cs, [r["s"] for r in res.c_rows], "o", label="measured s'_λ")
-        axes[0].plot(Cs, [r["s_lower"] for r in res.c_rows], "--", label="lower C α(...) (A.40)")
-        axes[0].plot(Cs, [r["s_upper"] for r in res.c_rows], ":", label="upper C s_λ (A.43)")
-        axes[1].plot(Cs, [r["lambda_max"] for r in res.c_rows], "o", label="measured λ_max")
-        axes[1].plot(Cs, [r["lambda_max_lower"] for r in res.c_rows], "--", label="lower α(...)M (A.37 with α)")
-        axes[1].plot(Cs, [r["lambda_max_upper"] for r in res.c_rows], ":", label="upper M√(αC s_λ)")
-        for ax in axes:
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("number of outputs C")
-            ax.legend(fontsize=7)
-        axes[0].set_title(f"A.5: s'_λ bounds ({res.c_rows[0]['activation']}, M = {res.c_rows[0]['M']})")
-        axes[1].set_title("A.5: λ_max bounds")
-        rf.save_figure(fig, "c_order_m_bounds")
+        _bounds_figure(rf, res.c_rows)
+    if res.spectra:
+        _spectrum_figure(rf, res, config, colors)
 
 
 def _fmt(x: float) -> str:
@@ -400,7 +475,7 @@ def _claims(rf: RunFolder, res: FimSpectrumResult, config: FimSpectrumConfig) ->
         "004", "B.12: I_φ'[a,b] = a/(2π)(π/2 + sin⁻¹c) for relu",
         document_value=f"at a = 2, b = 0.5: {mf.DOCUMENT_RELU_I_D(2.0, 0.5):.6f}",
         measured=f"quadrature {mf.I_dphi('relu', 2.0, 0.5, closed_form=False):.6f}; "
-                 f"(π/2 + sin⁻¹c)/(2π) = {mf.CLOSED_FORMS['relu']['I_d'](2.0, 0.5):.6f}",
+                 f"(π/2 + sin⁻¹c)/(2π) = {_act.get('relu').I_dphi(2.0, 0.5):.6f}",
         verdict="does not hold",
         details="E[θ(u₁)θ(u₂)] does not scale with the variance a; B.12 has a spurious factor a "
                 "(right only at a = 1). The project uses (π/2 + sin⁻¹c)/(2π)."))

@@ -21,17 +21,19 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from actionlab._display import short_repr
 from actionlab.config import RunOptions, seed_everything
-from actionlab.experiments._registry import register_experiment
-from actionlab.experiments._thetastar import (
+from actionlab.experiments._registry import param, register_experiment
+from actionlab.experiments._trained import (
     DataSpec,
     gaussianity,
     get_embedding,
     histogram_figure,
-    j_tensors,
     learned_config_from,
     load_splits,
+    shared_param,
 )
+from actionlab.expansion import j_tensor
 from actionlab.runs import Claim, RunFolder, claims_table_md
 
 __all__ = ["JStatsConfig", "JStatsResult", "run", "NOTE_RANGE", "range_matches"]
@@ -48,26 +50,26 @@ def range_matches(lo: float, hi: float, tol: float = 0.25) -> bool:
 class JStatsConfig:
     """Range and distribution of J_αγ and J_αγδ for every standardisation and embedding."""
 
-    dataset: str = "fashion-mnist"
-    standardizations: tuple[str, ...] = ("none", "centre", "zscore")
-    embeddings: tuple[str, ...] = ("raw", "pca", "learned")
-    dim: int = 1024  # E for pca (capped at the pixel count) and learned
-    learned_standardizations: tuple[str, ...] = ("none",)  # learned embeddings are trained only for these
-    hidden: int = 2048  # the TwoLayer a learned embedding is trained with (shared cache with theta-star)
-    activation: str = "silu"
-    epochs: int = 20
-    patience: int = 3
-    batch_size: int = 4096
-    lr: float = 1e-3
-    weight_decay: float = 0.004
-    train_per_class: int | None = None
-    test_per_class: int | None = None
-    rank3: bool = True
-    rank3_max_E: int = 1024  # J_αγδ only for E ≤ this (M·E² elements)
-    rank3_splits: tuple[str, ...] = ("test",)  # J_αγδ on these splits (the train split costs 6× more)
-    notes_estimator: bool = True  # also the script's 200 / 50-per-class estimate of J_αγδ
-    cache: bool = True
-    cache_dir: str | None = None
+    dataset: str = shared_param("dataset", "fashion-mnist")
+    standardizations: tuple[str, ...] = param(("none", "centre", "zscore"), "standardisations of the pixels to compare (none | centre | zscore); empty = none of them", choices=("none", "centre", "center", "zscore"), allow_empty=False)
+    embeddings: tuple[str, ...] = param(("raw", "pca", "learned"), "embeddings z to compare (raw | pca | pool | learned, 001 §1.1)", choices=("raw", "pca", "pool", "learned"), allow_empty=False)
+    dim: int = param(1024, "embedding dimension E for pca (capped at the pixel count) and learned (001 §1.1)", min=1)
+    learned_standardizations: tuple[str, ...] = param(("none",), "standardisations for which a learned embedding is trained (each costs one training); empty = no learned embedding", choices=("none", "centre", "center", "zscore"))
+    hidden: int = param(2048, "hidden width H of the TwoLayer a learned embedding is trained with (shared cache with theta-star)", min=1)
+    activation: str = shared_param("activation", "silu")
+    epochs: int = shared_param("epochs", 20)
+    patience: int = shared_param("patience", 3)
+    batch_size: int = shared_param("batch_size", 4096)
+    lr: float = shared_param("lr", 1e-3)
+    weight_decay: float = shared_param("weight_decay", 0.004)
+    train_per_class: int | None = shared_param("train_per_class", None)
+    test_per_class: int | None = shared_param("test_per_class", None)
+    rank3: bool = param(True, "also measure J_αγδ (001 eq. (6), n = 2), M·E² elements")
+    rank3_max_E: int = param(1024, "J_αγδ only for E ≤ this (it has M·E² elements)", min=1)
+    rank3_splits: tuple[str, ...] = param(("test",), "splits on which J_αγδ is measured (train costs 6× test); empty = none", choices=("train", "test"))
+    notes_estimator: bool = param(True, "also the notes' script estimate of J_αγδ (200 / 50 samples per class)")
+    cache: bool = shared_param("cache", True)
+    cache_dir: str | None = shared_param("cache_dir", None)
     PRESETS: ClassVar[dict] = {
         "quick": {"standardizations": ("none", "zscore"), "embeddings": ("raw", "learned"), "dim": 32, "hidden": 64,
                   "epochs": 5, "train_per_class": 150, "test_per_class": 60, "batch_size": 256, "rank3_max_E": 64},
@@ -76,6 +78,7 @@ class JStatsConfig:
     }
 
 
+@short_repr
 @dataclass
 class JStatsResult:
     rows: list = field(default_factory=list)  # one per (split, standardize, embedding)
@@ -90,7 +93,7 @@ def run(config: JStatsConfig, options: RunOptions) -> JStatsResult:
     from tqdm.auto import tqdm
 
     seed_everything(options.seed)
-    run_folder = RunFolder(options.out, "j-stats", config, seed=options.seed,
+    run_folder = RunFolder(options, "j-stats", config, seed=options.seed,
                            data={"dataset": config.dataset, "train_per_class": config.train_per_class,
                                  "test_per_class": config.test_per_class})
     res = JStatsResult()
@@ -107,14 +110,14 @@ def run(config: JStatsConfig, options: RunOptions) -> JStatsResult:
                                         device=options.device, cache=config.cache, cache_dir=config.cache_dir,
                                         progress=False, splits=splits)
         for split, ds in (("train", tr), ("test", te)):
-            J1 = j_tensors(ds.z, ds.labels, 1, ds.num_classes)
+            J1 = j_tensor(ds.z, ds.labels, 1, num_classes=ds.num_classes)
             row = {"split": split, "standardize": std, "embedding": emb, "E": int(ds.z.shape[1]),
                    "N": len(ds.z), "J2": gaussianity(J1, seed=options.seed),
                    "J2_range_matches_note": range_matches(float(J1.min()), float(J1.max())),
                    "J2_over_2M": {"min": float(J1.min()) / (2 * ds.num_classes), "max": float(J1.max()) / (2 * ds.num_classes)},
                    "embedding_info": {k: v for k, v in info.items() if k != "training"}}
             if config.rank3 and ds.z.shape[1] <= config.rank3_max_E and split in config.rank3_splits:
-                J2 = j_tensors(ds.z, ds.labels, 2, ds.num_classes)
+                J2 = j_tensor(ds.z, ds.labels, 2, num_classes=ds.num_classes)
                 row["J3"] = gaussianity(J2, seed=options.seed)
                 row["J3_sampled_for_tests"] = row["J3"]["test_sample"] < row["J3"]["count"]
                 if split == "test":
@@ -138,7 +141,7 @@ def run(config: JStatsConfig, options: RunOptions) -> JStatsResult:
 def _notes_estimator(ds, seed: int) -> dict:
     """The notes' script: E_p from 200 random samples, E_{p|α} from 50 per class; compared with all."""
     g = torch.Generator().manual_seed(seed)
-    full = j_tensors(ds.z, ds.labels, 2, ds.num_classes).double()
+    full = j_tensor(ds.z, ds.labels, 2, num_classes=ds.num_classes).double()
     idx_p = torch.randperm(len(ds.z), generator=g)[:200]
     zz = ds.z.double()
     overall = zz[idx_p].T @ zz[idx_p] / len(idx_p)

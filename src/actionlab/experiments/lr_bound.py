@@ -9,12 +9,15 @@ for every η at a given M) is trained for one epoch of mini-batch SGD on
 ``n_train`` training images, and the training loss after the epoch is
 recorded.
 
-Training loop (our own, minimal, so that the loss convention is exact): the
-loss is E(θ) = (1/N) Σ_n ½‖f(x_n) − y_n‖² with one-hot y for "squared" (its
-Hessian at a zero-residual minimum is exactly the squared-loss FIM F = BBᵀ/T
-with T = N) and E(θ) = −(1/N) Σ_n ln softmax(f(x_n))_{y_n} for
-"cross_entropy" (Gauss–Newton part = the softmax Fisher); steps
-θ ← θ − η v, v ← μ v + ∇E_batch (torch.optim.SGD, dampening 0: A.51).
+Training is :class:`actionlab.train.Trainer` (one epoch, plain heavy-ball SGD,
+:class:`actionlab.train.OptimizerSpec` "sgd": v ← μ v + ∇E_batch,
+θ ← θ − η v, dampening 0: A.51) with the loss E(θ) = (1/N) Σ_n ½‖f(x_n) − y_n‖²
+with one-hot y for "squared" (the trainer's "mse"; its Hessian at a
+zero-residual minimum is exactly the squared-loss FIM F = BBᵀ/T with T = N) and
+E(θ) = −(1/N) Σ_n ln softmax(f(x_n))_{y_n} for "cross_entropy" (Gauss–Newton
+part = the softmax Fisher). A cell diverges when a mini-batch or the final
+full-data loss is non-finite or exceeds ``divergence_factor`` × the loss at
+initialisation; the trainer then stops at once (the update is not applied).
 
 λ_max at initialisation is measured with the dual matrix F* on ``T_fim``
 training inputs (:func:`actionlab.fisher.empirical.fisher_statistics`, the
@@ -37,35 +40,47 @@ import torch
 from tqdm.auto import tqdm
 
 from actionlab.config import RunOptions, seed_everything
-from actionlab.experiments._registry import register_experiment
+from actionlab import activations as _act
+from actionlab.experiments._registry import param, register_experiment
 from actionlab.fisher import empirical as emp
 from actionlab.fisher import meanfield as mf
 from actionlab.models import MLP
 from actionlab.runs import Claim, RunFolder, claims_table_md
+from actionlab.train import OptimizerSpec, Trainer, TrainSpec
 
-__all__ = ["LrBoundConfig", "LrBoundResult", "run", "train_one_epoch", "dataset_loss"]
+__all__ = ["LrBoundConfig", "LrBoundResult", "run", "train_one_epoch"]
 
 
 @dataclass
 class LrBoundConfig:
     """Training loss after one epoch over a (width, learning-rate) grid against η_c = 2(1+μ)/λ_max (004, A.7)."""
 
-    datasets: tuple[str, ...] = ("mnist", "fashion-mnist")
-    losses: tuple[str, ...] = ("squared", "cross_entropy")
-    momenta: tuple[float, ...] = (0.0, 0.9)
-    activation: str = "tanh"
-    L: int = 3
-    sigma_w2: float = 3.0
-    sigma_b2: float = 0.64
-    widths: tuple[int, ...] = (50, 100, 200, 400, 800)
-    lr_min_factor: float = 0.1  # grid from lr_min_factor·min η_c to lr_max_factor·max η_c (measured, μ = 0)
-    lr_max_factor: float = 10.0
-    n_lrs: int = 12
-    n_train: int = 6000
-    batch_size: int = 100
-    T_fim: int = 200
-    standardize: str = "none"
-    num_threads: int = 1  # torch intra-op threads while training (small nets: 1 is fastest, esp. on a busy machine); 0 = leave as is
+    datasets: tuple[str, ...] = param(("mnist", "fashion-mnist"), "data sets (a missing one, e.g. cifar10, is skipped "
+                                      "with the reason)", allow_empty=False)
+    losses: tuple[str, ...] = param(("squared", "cross_entropy"), "losses E(θ): squared ½‖f − e_m‖² (004, A.51) and/or "
+                                    "cross_entropy, reported separately", choices=("squared", "cross_entropy"),
+                                    allow_empty=False)
+    momenta: tuple[float, ...] = param((0.0, 0.9), "heavy-ball momenta μ of SGD (A.51); the bound is η_c = 2(1+μ)/λ_max "
+                                       "(A.53)", min=0.0, max=1.0, allow_empty=False)
+    activation: str = param("tanh", "activation of the hidden layers", choices=tuple(_act.names()))
+    L: int = param(3, "number of layers of the MLP [M_0, M, …, M, C] (L − 1 hidden layers of width M)", min=2)
+    sigma_w2: float = param(3.0, "weight variance σ_w²: W ~ N(0, σ_w²/M_{l−1}) (004 §2)", min=0.0, exclusive_min=True)
+    sigma_b2: float = param(0.64, "bias variance σ_b²: b ~ N(0, σ_b²) (004 §2)", min=0.0)
+    widths: tuple[int, ...] = param((50, 100, 200, 400, 800), "hidden widths M of the grid", min=1, allow_empty=False)
+    lr_min_factor: float = param(0.1, "lowest η of the grid as a multiple of the smallest measured η_c (μ = 0)",
+                                 min=0.0, exclusive_min=True)
+    lr_max_factor: float = param(10.0, "highest η of the grid as a multiple of the largest measured η_c (μ = 0)",
+                                 min=0.0, exclusive_min=True)
+    n_lrs: int = param(12, "learning rates η on the log grid", min=1)
+    n_train: int = param(6000, "training images T (one epoch over them; also T of the mean-field curve)", min=1)
+    batch_size: int = param(100, "SGD mini-batch size", min=1)
+    T_fim: int = param(200, "inputs on which λ_max of the FIM is measured at initialisation (dual matrix F*)", min=1)
+    standardize: str = param("none", "input standardisation of the data set", choices=("none", "centre", "center", "zscore"))
+    divergence_factor: float = param(1e5, "a cell has diverged once a mini-batch or the final loss exceeds this multiple "
+                                     "of its loss at initialisation (or is non-finite); training stops there",
+                                     min=1.0, exclusive_min=True)
+    num_threads: int = param(1, "torch intra-op threads while training (small nets: 1 is fastest, esp. on a busy "
+                             "machine); 0 = leave as is", min=0)
 
     PRESETS: ClassVar[dict[str, dict]] = {
         "quick": {"datasets": ("mnist",), "momenta": (0.0, 0.5), "widths": (32, 64, 128), "n_lrs": 6, "n_train": 2000,
@@ -85,38 +100,20 @@ class LrBoundResult:
     wall_time_s: float = 0.0
 
 
-def _loss(out: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
-    if kind == "squared":
-        onehot = torch.nn.functional.one_hot(y, out.shape[1]).to(out.dtype)
-        return 0.5 * ((out - onehot) ** 2).sum(1).mean()
-    return torch.nn.functional.cross_entropy(out, y)
+_TRAINER_LOSS = {"squared": "mse", "cross_entropy": "cross_entropy"}  # ½‖f − e_m‖² is the trainer's "mse"
 
 
-def dataset_loss(model, x, y, kind: str, batch: int = 2000) -> float:
-    """E(θ) over the whole set, streamed in batches."""
-    tot = 0.0
-    with torch.no_grad():
-        for i in range(0, x.shape[0], batch):
-            tot += float(_loss(model(x[i:i + batch]), y[i:i + batch], kind)) * min(batch, x.shape[0] - i)
-    return tot / x.shape[0]
+def train_one_epoch(model, x: torch.Tensor, y: torch.Tensor, kind: str, optimizer: OptimizerSpec, batch_size: int,
+                    seed: int, divergence_factor: float = 1e5) -> tuple[float, float]:
+    """(E(θ) at initialisation, E(θ) after one epoch of ``optimizer``; inf on divergence), full-data losses of (x, y).
 
-
-def train_one_epoch(model, x, y, kind: str, lr: float, momentum: float, batch_size: int, gen: torch.Generator,
-                    blowup: float = 1e6) -> float:
-    """One epoch of mini-batch SGD with heavy-ball momentum; returns the loss on (x, y) afterwards (inf on divergence)."""
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    perm = torch.randperm(x.shape[0], generator=gen)
-    for i in range(0, x.shape[0], batch_size):
-        idx = perm[i:i + batch_size]
-        opt.zero_grad(set_to_none=True)
-        loss = _loss(model(x[idx]), y[idx], kind)
-        lv = loss.item()
-        if not math.isfinite(lv) or lv > blowup:
-            return float("inf")
-        loss.backward()
-        opt.step()
-    final = dataset_loss(model, x, y, kind)
-    return final if math.isfinite(final) and final < blowup else float("inf")
+    The batches are a permutation of the rows drawn from ``torch.Generator().manual_seed(seed)``.
+    """
+    spec = TrainSpec(epochs=1, batch_size=batch_size, loss=_TRAINER_LOSS[kind], seed=seed, eval_batch_size=2000,
+                     divergence_factor=divergence_factor, progress=False)
+    hist = Trainer(model, (x, y), optimizer=optimizer, spec=spec).run()
+    final = hist.train_loss[-1]
+    return hist.train_loss[0], (float("inf") if hist.diverged or not math.isfinite(final) else final)
 
 
 @register_experiment("lr-bound", config=LrBoundConfig, sources=("004",), order=51,
@@ -126,7 +123,7 @@ def run(config: LrBoundConfig, options: RunOptions) -> LrBoundResult:
     t0 = time.perf_counter()
     seed_everything(options.seed)
     dtype, device = options.torch_dtype, options.torch_device
-    rf = RunFolder(options.out, "lr-bound", config, seed=options.seed,
+    rf = RunFolder(options, "lr-bound", config, seed=options.seed,
                    data={"datasets": list(config.datasets), "n_train": config.n_train, "standardize": config.standardize})
     res = LrBoundResult()
     threads = torch.get_num_threads()
@@ -167,10 +164,9 @@ def _run_grid(config: LrBoundConfig, options: RunOptions, res: LrBoundResult, dt
                 net = MLP(widths, activation=config.activation, sigma_w2=config.sigma_w2, sigma_b2=config.sigma_b2,
                           generator=g, dtype=dtype, device=device)
                 st = emp.fisher_statistics(net, x[: config.T_fim], outputs=kind)
-                th = mf.predict(config.activation, widths=widths, M=M, sigma_w2=config.sigma_w2, sigma_b2=config.sigma_b2,
-                                T=config.n_train, q_hat0=q0, q_hat0_st=q0st) if kind == "squared" else None
-                th_fim = mf.predict(config.activation, widths=widths, M=M, sigma_w2=config.sigma_w2,
-                                    sigma_b2=config.sigma_b2, T=config.T_fim, q_hat0=q0, q_hat0_st=q0st)
+                arch = mf.Architecture(config.activation, widths, M=M, sigma_w2=config.sigma_w2, sigma_b2=config.sigma_b2)
+                th = mf.predict(arch, T=config.n_train, q_hat0=q0, q_hat0_st=q0st) if kind == "squared" else None
+                th_fim = mf.predict(arch, T=config.T_fim, q_hat0=q0, q_hat0_st=q0st)
                 lam[M] = st.lambda_max
                 lam_th[M] = th.lambda_max if th else None
                 res.curves.append({"dataset": ds_name, "loss": kind, "M": M, "lambda_max_measured": st.lambda_max,
@@ -187,9 +183,8 @@ def _run_grid(config: LrBoundConfig, options: RunOptions, res: LrBoundResult, dt
                     g = torch.Generator().manual_seed(options.seed * 7919 + M)
                     net = MLP(widths, activation=config.activation, sigma_w2=config.sigma_w2,
                               sigma_b2=config.sigma_b2, generator=g, dtype=dtype, device=device)
-                    init = dataset_loss(net, x, y, kind)
-                    final = train_one_epoch(net, x, y, kind, lr, mu, config.batch_size,
-                                            torch.Generator().manual_seed(options.seed + 1))
+                    init, final = train_one_epoch(net, x, y, kind, OptimizerSpec("sgd", lr=lr, momentum=mu),
+                                                  config.batch_size, options.seed + 1, config.divergence_factor)
                     ec = 2.0 * (1.0 + mu) / lam[M]
                     ect = 2.0 * (1.0 + mu) / lam_th[M] if lam_th[M] else None
                     trained = math.isfinite(final) and final < init
@@ -230,7 +225,7 @@ def _figure(rf: RunFolder, res: LrBoundResult, config: LrBoundConfig) -> None:
     panels = sorted({(c["dataset"], c["loss"], c["momentum"]) for c in res.cells})
     ncol = len(config.momenta)
     nrow = math.ceil(len(panels) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(5.2 * ncol, 4.2 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.6 * ncol, 4.2 * nrow + 0.6), squeeze=False, layout="constrained")
     for ax, (ds, kind, mu) in zip(axes.ravel(), panels):
         cells = [c for c in res.cells if c["dataset"] == ds and c["loss"] == kind and c["momentum"] == mu]
         Ms = sorted({c["M"] for c in cells})
@@ -244,12 +239,11 @@ def _figure(rf: RunFolder, res: LrBoundResult, config: LrBoundConfig) -> None:
         init_max = max(c["init_loss"] for c in cells)
         finite = Z[np.isfinite(Z)]
         Zm = np.ma.masked_invalid(np.minimum(Z, init_max * 10))
-        cmap = plt.get_cmap("viridis").copy()
-        cmap.set_bad("lightcoral")  # diverged cells
+        cmap = plt.get_cmap("viridis").with_extremes(bad="lightcoral")  # diverged cells
         vmin = max(float(finite.min()), 1e-3) if finite.size else 1e-3
         mesh = ax.pcolormesh(_edges(Ms), _edges(lrs), Zm, shading="flat", cmap=cmap,
                              norm=LogNorm(vmin=vmin, vmax=max(init_max * 10, vmin * 10)))
-        fig.colorbar(mesh, ax=ax, label="training loss after 1 epoch (log; red: diverged)")
+        fig.colorbar(mesh, ax=ax, fraction=0.05, pad=0.02, label="loss after 1 epoch (red: diverged)")
         cur = [r for r in res.curves if r["dataset"] == ds and r["loss"] == kind]
         ax.plot([r["M"] for r in cur], [2 * (1 + mu) / r["lambda_max_measured"] for r in cur], "w-o",
                 label="2(1+μ)/λ_max measured at init")
@@ -266,9 +260,16 @@ def _figure(rf: RunFolder, res: LrBoundResult, config: LrBoundConfig) -> None:
         ax.set_xlabel("width M")
         ax.set_ylabel("learning rate η")
         ax.set_title(f"{ds}, {kind}, μ = {mu}: {frac:.0%} on the correct side", fontsize=9)
-        ax.legend(fontsize=7, loc="lower left")
     for ax in axes.ravel()[len(panels):]:
         ax.axis("off")
+    handles: dict = {}
+    for ax in axes.ravel()[: len(panels)]:  # one legend for all panels, below them: it covers no data
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=len(handles), fontsize=8,
+               facecolor="0.85")
+    fig.suptitle("training loss after one epoch of SGD over width M × learning rate η, against η_c = 2(1+μ)/λ_max (004, A.53)",
+                 fontsize=10)
     rf.save_figure(fig, "loss_map")
 
 
@@ -338,7 +339,7 @@ def _claims(rf: RunFolder, res: LrBoundResult, config: LrBoundConfig) -> None:
 
 def _summary(rf: RunFolder, res: LrBoundResult, config: LrBoundConfig, options: RunOptions) -> str:
     lines = ["# lr-bound\n", f"{config.activation} MLP, L = {config.L}, σ_w² = {config.sigma_w2}, σ_b² = {config.sigma_b2}; "
-             f"one epoch of SGD (own loop, batch {config.batch_size}) on {config.n_train} training images; "
+             f"one epoch of SGD (actionlab.train.Trainer, batch {config.batch_size}) on {config.n_train} training images; "
              f"wall time {res.wall_time_s:.1f} s.\n", "## λ_max at initialisation\n",
              "| data set | loss | M | λ_max measured (T_fim) | theory (T_fim) | theory (T = n_train) | η_c measured | η_c theory |",
              "|---|---|---|---|---|---|---|---|"]

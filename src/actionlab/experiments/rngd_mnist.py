@@ -21,10 +21,16 @@ paper's protocol) every learning rate is run with every seed; otherwise (quick
 and default presets, to fit the budget) the grid is searched with the first
 seed and the chosen learning rate is rerun with the remaining seeds.
 
-The training loop is this module's own (not ``actionlab.train.fit``) so that
-the L2 term is added to the loss identically for all optimizers, the
-wall-clock per epoch counts the optimisation only (evaluation excluded), and
-RNGD's forward hooks see exactly the training forward passes. Runs are
+Training is :class:`actionlab.train.Trainer` with the ready optimizer instance
+(RNGD hooks into the model, so it is built here and handed over), the L2 term
+(l2/2)Σ‖W‖² on the weight matrices only (``l2_on="weights"``) added to the loss
+identically for all optimizers, ``drop_last`` (the last incomplete batch of an
+epoch is dropped), an evaluation per epoch, and ``History.train_time_s`` as the
+optimisation wall-clock per epoch (evaluation excluded). RNGD's forward hooks
+see only the training forward passes (they record in training mode with
+autograd on; evaluations run in ``eval()`` mode under ``no_grad``). A run whose
+loss turns non-finite or grows beyond ``divergence_factor`` × its initial value
+stops there and is marked diverged. Runs are
 independent and are spread over ``workers`` processes (one thread each by
 default): the per-epoch times are then measured with the other worker busy on
 the second core — the same condition for every optimizer.
@@ -47,13 +53,12 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from actionlab._checks import ValueCheckError, check_choice
 from actionlab.config import RunOptions, seed_everything
-from actionlab.experiments._registry import register_experiment
+from actionlab.experiments._registry import param, register_experiment
 from actionlab.runs import Claim, RunFolder, claims_table_md
 
 __all__ = ["RngdMnistConfig", "RngdMnistResult", "run", "parse_architecture", "train_one"]
@@ -66,29 +71,45 @@ RNGD_VARIANTS = ("rngd", "rngd-fast")
 class RngdMnistConfig:
     """RNGD vs SGD vs Adam on MNIST relu MLPs (003 section 4): learning curves, test accuracy, time per epoch."""
 
-    architectures: tuple[str, ...] = ("784-80-80-80-10", "784-80-80-80-10+bn", "784-100-100-100-10", "784-100-100-100-10+bn")
-    optimizers: tuple[str, ...] = OPTIMIZERS
-    lr_sgd: tuple[float, ...] = (0.1, 0.05)
-    lr_adam: tuple[float, ...] = (1e-3, 5e-4)
-    lr_rngd: tuple[float, ...] = (0.3, 0.1, 1e-2)
-    lr_rngd_fast: tuple[float, ...] = (0.3, 0.1, 1e-2)
-    epochs: int = 8
-    seeds: int = 3
-    batch_size: int = 50
-    l2: float = 1e-3
-    train_size: int = 50000
-    validation_size: int = 10000
-    test_size: int = 10000
-    rngd_decay: float = 0.995
-    rngd_damping: float = 0.01
-    rngd_inverse_every: int = 100
-    rngd_relu_omega: float = 1.0
-    rngd_metric_every: int = 1
-    rngd_fast_metric_every: int = 10
-    rngd_fast_shared_block_size: int = 100
-    select_all_seeds: bool = False
-    workers: int = 2
-    threads: int = 1
+    architectures: tuple[str, ...] = param(
+        ("784-80-80-80-10", "784-80-80-80-10+bn", "784-100-100-100-10", "784-100-100-100-10+bn"),
+        "relu MLPs of 003 §4 as widths 784-…-10, '+bn' for batch normalisation after each hidden layer", allow_empty=False)
+    optimizers: tuple[str, ...] = param(OPTIMIZERS, "optimizers compared: sgd, adam, rngd (003's schedule), rngd-fast "
+                                        "(metric every k steps, block-diagonal shared metrics; not in 003)",
+                                        choices=OPTIMIZERS, allow_empty=False)
+    lr_sgd: tuple[float, ...] = param((0.1, 0.05), "SGD learning-rate grid η (chosen by validation accuracy)",
+                                      min=0.0, exclusive_min=True, allow_empty=False)
+    lr_adam: tuple[float, ...] = param((1e-3, 5e-4), "Adam learning-rate grid η", min=0.0, exclusive_min=True,
+                                       allow_empty=False)
+    lr_rngd: tuple[float, ...] = param((0.3, 0.1, 1e-2), "RNGD learning-rate grid η (003: usually ~1e-2 or 5e-3)",
+                                       min=0.0, exclusive_min=True, allow_empty=False)
+    lr_rngd_fast: tuple[float, ...] = param((0.3, 0.1, 1e-2), "rngd-fast learning-rate grid η", min=0.0,
+                                            exclusive_min=True, allow_empty=False)
+    epochs: int = param(8, "passes over the training set per run", min=1)
+    seeds: int = param(3, "independent runs (seeds) per architecture, optimizer and chosen η", min=1)
+    batch_size: int = param(50, "mini-batch size (003 §4: 50); the last incomplete batch of an epoch is dropped", min=1)
+    l2: float = param(1e-3, "L2 strength: l2·½Σ‖W‖² on the weights (not biases) added to the loss (003 §4: 1e-3)",
+                      min=0.0)
+    train_size: int = param(50000, "training images used (of the 50,000 of the split; 0 = all)", min=0)
+    validation_size: int = param(10000, "validation images used for choosing η (of 10,000; 0 = all)", min=0)
+    test_size: int = param(10000, "test images used for the final accuracy (of 10,000; 0 = all)", min=0)
+    rngd_decay: float = param(0.995, "RNGD: ω of the running metric average G ← ωG + (1 − ω)G_batch (papers.md: 0.995)",
+                              min=0.0, max=1.0, exclusive_min=True)
+    rngd_damping: float = param(0.01, "RNGD damping λ: ε = λ·tr(G)/d added to the metric before inversion",
+                                min=0.0, exclusive_min=True)
+    rngd_inverse_every: int = param(100, "RNGD: the metric is inverted every T steps (003: T = 100)", min=1)
+    rngd_relu_omega: float = param(1.0, "RNGD: ω of the smoothed relu whose relative Fisher information stands for relu layers (003: ω = 1)",
+                                   min=0.0, exclusive_min=True)
+    rngd_metric_every: int = param(1, "rngd: the metric is updated every k steps (003: every step)", min=1)
+    rngd_fast_metric_every: int = param(10, "rngd-fast: the metric is updated every k steps (decay compounded)", min=1)
+    rngd_fast_shared_block_size: int = param(100, "rngd-fast: shared metrics block-diagonal over blocks of ≤ this "
+                                             "many inputs (0 = dense)", min=0)
+    divergence_factor: float = param(1e3, "a run stops as diverged once a loss exceeds this multiple of its initial "
+                                     "training loss (or turns non-finite)", min=1.0, exclusive_min=True)
+    select_all_seeds: bool = param(False, "choose η with every seed (003's protocol, the full preset) instead of the "
+                                   "first seed only")
+    workers: int = param(2, "worker processes running independent training runs", min=1)
+    threads: int = param(1, "torch threads per worker (0 = leave torch's setting)", min=0)
     PRESETS: ClassVar[dict] = {
         "quick": {
             "architectures": ("784-80-80-80-10",), "lr_sgd": (0.1,), "lr_adam": (1e-3,), "lr_rngd": (0.3,), "lr_rngd_fast": (0.3,),
@@ -158,7 +179,8 @@ def _make_model(arch: str, seed: int, dtype, device):
     return model
 
 
-def _make_optimizer(name: str, model: nn.Module, lr: float, cfg: RngdMnistConfig):
+def _protocol_optimizer(name: str, model: nn.Module, lr: float, cfg: RngdMnistConfig) -> torch.optim.Optimizer:
+    """The optimizer ``name`` of 003 section 4's protocol over ``model`` (SGD, Adam β = (0.9, 0.999), ε = 10⁻⁸, or RNGD)."""
     if name == "sgd":
         return torch.optim.SGD(model.parameters(), lr=lr)
     if name == "adam":
@@ -195,72 +217,39 @@ def _data(cfg: RngdMnistConfig, dtype, device):
     return _DATA_CACHE[key]
 
 
-@torch.no_grad()
-def _evaluate(model: nn.Module, z: torch.Tensor, y: torch.Tensor, batch: int = 5000) -> tuple[float, float]:
-    model.eval()
-    loss, correct = 0.0, 0
-    for i in range(0, len(z), batch):
-        out = model(z[i:i + batch])
-        loss += float(F.cross_entropy(out, y[i:i + batch], reduction="sum"))
-        correct += int((out.argmax(1) == y[i:i + batch]).sum())
-    model.train()
-    return loss / len(z), correct / len(z)
-
-
 def train_one(cfg: RngdMnistConfig, arch: str, opt_name: str, lr: float, seed: int,
               dtype=torch.float32, device="cpu") -> RunRecord:
-    """Train one model; curves after every epoch (index 0: at initialisation)."""
+    """Train one model with :class:`actionlab.train.Trainer`; curves after every epoch (index 0: at initialisation)."""
+    from actionlab.train import Trainer, TrainSpec, evaluate
+
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     (ztr, ytr), (zva, yva), (zte, yte) = _data(cfg, dtype, device)
     seed_everything(seed)
     model = _make_model(arch, seed, dtype, device)
-    opt = _make_optimizer(opt_name, model, lr, cfg)
-    weights = [lin.weight for lin in model.linears]
-    rec = RunRecord(arch, opt_name, lr, seed)
-
-    def log_eval():
-        tl, ta = _evaluate(model, ztr, ytr)
-        _, va = _evaluate(model, zva, yva)
-        rec.train_loss.append(tl)
-        rec.train_error.append(1.0 - ta)
-        rec.val_accuracy.append(va)
-
-    log_eval()
-    g = torch.Generator().manual_seed(10_000 + seed)
-    N, B = len(ztr), cfg.batch_size
-    model.train()
-    for epoch in range(cfg.epochs):
-        perm = torch.randperm(N, generator=g).to(ztr.device)
-        t0 = time.perf_counter()
-        for i in range(0, N - B + 1, B):  # drop the last incomplete batch
-            idx = perm[i:i + B]
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(ztr[idx]), ytr[idx])
-            if cfg.l2 > 0:
-                loss = loss + 0.5 * cfg.l2 * sum((w * w).sum() for w in weights)
-            loss.backward()
-            opt.step()
-        if ztr.device.type == "cuda":
-            torch.cuda.synchronize()
-        rec.epoch_time_s.append(time.perf_counter() - t0)
-        if not math.isfinite(float(loss.detach())):
-            rec.diverged = True
-            break
-        log_eval()
-        if not math.isfinite(rec.train_loss[-1]):
-            rec.diverged = True
-            break
-    if rec.diverged:
+    opt = _protocol_optimizer(opt_name, model, lr, cfg)
+    spec = TrainSpec(epochs=cfg.epochs, batch_size=cfg.batch_size, loss="cross_entropy", l2=cfg.l2, l2_on="weights",
+                     seed=10_000 + seed, drop_last=True, eval_batch_size=5000, divergence_factor=cfg.divergence_factor,
+                     progress=False)
+    try:
+        hist = Trainer(model, (ztr, ytr), eval=(zva, yva), optimizer=opt, spec=spec).run()
+    finally:
+        if hasattr(opt, "remove_hooks"):
+            opt.remove_hooks()
+    rec = RunRecord(arch, opt_name, lr, seed, diverged=hist.diverged)
+    rec.epoch_time_s = [b - a for a, b in zip(hist.train_time_s, hist.train_time_s[1:])]
+    whole = [k for k, e in enumerate(hist.epoch) if float(e).is_integer()]  # evaluations at whole epochs
+    rec.train_loss = [hist.train_loss[k] for k in whole]
+    rec.train_error = [1.0 - hist.train_accuracy[k] for k in whole]
+    rec.val_accuracy = [hist.eval_accuracy[k] for k in whole]
+    if rec.diverged:  # the epochs after the divergence: no loss, accuracy counted as 0
         rec.test_accuracy = 0.0
         while len(rec.val_accuracy) < cfg.epochs + 1:
             rec.train_loss.append(float("nan"))
             rec.train_error.append(float("nan"))
             rec.val_accuracy.append(0.0)
     else:
-        rec.test_accuracy = _evaluate(model, zte, yte)[1]
-    if hasattr(opt, "remove_hooks"):
-        opt.remove_hooks()
+        rec.test_accuracy = evaluate(model, zte, yte, batch_size=5000)[1]
     return rec
 
 
@@ -310,6 +299,85 @@ def _acc_at_time(runs: list[RunRecord], t: float) -> float:
     return float(np.mean(vals))
 
 
+_COLORS = {"sgd": "tab:blue", "adam": "tab:orange", "rngd": "tab:red", "rngd-fast": "tab:purple"}
+
+
+def _architecture_stats(cfg: RngdMnistConfig, a: str, chosen: dict, lrs: dict, table: list) -> dict:
+    """Per optimizer: seed mean / min / max curves and the mean time per epoch of the chosen-η runs; appends table rows."""
+    stats = {}
+    for o in cfg.optimizers:
+        rs = chosen[o]
+        tl, va = _curve_stats(rs, "train_loss"), _curve_stats(rs, "val_accuracy")
+        te = np.array([r.test_accuracy for r in rs])
+        ep_t = float(np.mean([np.mean(r.epoch_time_s) for r in rs]))
+        stats[o] = {"train_loss": tl[0], "val": va[0], "tl": tl, "va": va, "time": ep_t, "runs": rs}
+        table.append({
+            "architecture": a, "optimizer": o, "lr": lrs[o], "seeds": len(rs),
+            "test_accuracy_mean": float(te.mean()), "test_accuracy_std": float(te.std(ddof=1)) if len(te) > 1 else 0.0,
+            "val_accuracy_mean": float(va[0][-1]), "train_loss_final": float(tl[0][-1]),
+            "epoch_time_s": ep_t, "diverged": int(sum(r.diverged for r in rs)),
+        })
+    return stats
+
+
+def _architecture_figure(cfg: RngdMnistConfig, a: str, stats: dict, lrs: dict, folder: RunFolder) -> None:
+    """Figures 1–4 of 003 for one architecture: loss and validation accuracy per epoch (top) and per second (bottom)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5), layout="constrained")
+    for o in cfg.optimizers:
+        tl, va, rs, color = stats[o]["tl"], stats[o]["va"], stats[o]["runs"], _COLORS[o]
+        ep = np.arange(len(tl[0]))
+        for ax, (m, lo, hi), key in ((axes[0, 0], tl, "train_loss"), (axes[0, 1], va, "val_accuracy")):
+            ax.plot(ep, m, color=color, label=f"{o} (lr {lrs[o]:g})")
+            ax.fill_between(ep, lo, hi, color=color, alpha=0.2)
+            for r in rs:
+                ax.plot(ep, getattr(r, key), color=color, lw=0.4, alpha=0.5)
+        tt = np.concatenate([[0.0], np.cumsum([np.nanmean([r.epoch_time_s[k] if k < len(r.epoch_time_s) else np.nan
+                                                           for r in rs])
+                                              for k in range(len(tl[0]) - 1)])])  # a diverged run stops early
+        for ax, (m, lo, hi) in ((axes[1, 0], tl), (axes[1, 1], va)):
+            ax.plot(tt, m, color=color, marker="o", ms=3)
+            ax.fill_between(tt, lo, hi, color=color, alpha=0.2)
+    labels = (("epoch", "training loss (cross-entropy)", "training loss per epoch"),
+              ("epoch", "validation accuracy", "validation accuracy per epoch"),
+              ("optimisation wall-clock (s)", "training loss (cross-entropy)", "training loss per second of optimisation"),
+              ("optimisation wall-clock (s)", "validation accuracy", "validation accuracy per second of optimisation"))
+    for ax, (xl, yl, title) in zip(axes.ravel(), labels):
+        ax.set(xlabel=xl, ylabel=yl)
+        ax.set_title(title, fontsize=10)
+    axes[0, 0].set_yscale("log")
+    axes[1, 0].set_yscale("log")
+    lo_acc = min(float(np.nanmin(stats[o]["val"][1:])) for o in cfg.optimizers)
+    for ax in (axes[0, 1], axes[1, 1]):
+        ax.set_ylim(max(lo_acc - 0.01, 0.0), 1.0)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncol=len(names))  # below the panels: covers no data
+    fig.suptitle(f"MNIST {a} relu, batch {cfg.batch_size}, L2 {cfg.l2:g}: mean (line), min–max over {cfg.seeds} seeds "
+                 "(band), single seeds (thin)")
+    folder.save_figure(fig, "curves_" + a.replace("+", "_"))
+
+
+def _comparisons(cfg: RngdMnistConfig, a: str, stats: dict, per_epoch: dict, per_second: dict) -> None:
+    """RNGD variants against the baselines: per epoch (fraction of epochs better) and per second (accuracy at equal time)."""
+    variants = [o for o in cfg.optimizers if o in RNGD_VARIANTS]
+    baselines = [o for o in cfg.optimizers if o not in RNGD_VARIANTS]
+    if not (variants and baselines):
+        return
+    per_epoch[a] = {
+        v: {o: {"val_better_fraction": _fraction_better(stats[v]["val"], stats[o]["val"], True),
+                "loss_better_fraction": _fraction_better(stats[v]["train_loss"], stats[o]["train_loss"], False)}
+            for o in baselines}
+        for v in variants
+    }
+    t_star = min(float(np.mean([sum(x.epoch_time_s) for x in stats[o]["runs"]])) for o in cfg.optimizers)
+    per_second[a] = {"t_budget_s": t_star, **{o: _acc_at_time(stats[o]["runs"], t_star) for o in cfg.optimizers},
+                     "time_ratio": {v: {o: stats[v]["time"] / stats[o]["time"] for o in baselines} for v in variants}}
+
+
 @register_experiment("rngd-mnist", config=RngdMnistConfig, help="RNGD against SGD and Adam on MNIST MLPs (003 section 4, figures 1-4)", sources=("003",), order=60)
 def run(config: RngdMnistConfig, options: RunOptions) -> RngdMnistResult:
     cfg = config
@@ -321,7 +389,7 @@ def run(config: RngdMnistConfig, options: RunOptions) -> RngdMnistResult:
         raise ValueCheckError("seeds, epochs and batch_size must be ≥ 1")
     t_start = time.perf_counter()
     dtype, device = options.torch_dtype, options.torch_device
-    folder = RunFolder(options.out, "rngd-mnist", config=cfg, seed=options.seed,
+    folder = RunFolder(options, "rngd-mnist", config=cfg, seed=options.seed,
                        data={"name": "mnist", "train": cfg.train_size, "validation": cfg.validation_size, "test": cfg.test_size})
     seeds = [options.seed + k for k in range(cfg.seeds)]
     _data(cfg, dtype, device)  # fail early on missing data
@@ -340,70 +408,13 @@ def run(config: RngdMnistConfig, options: RunOptions) -> RngdMnistResult:
         jobs = [(cfg, a, o, selected[a][o], s, dtype, device) for a in cfg.architectures for o in cfg.optimizers for s in seeds[1:]]
         runs += _run_jobs(jobs, cfg, "rngd-mnist seeds")
 
-    def chosen(a, o):
-        return [r for r in runs if r.architecture == a and r.optimizer == o and r.lr == selected[a][o]]
-
-    # table, comparisons, figures
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colors = {"sgd": "tab:blue", "adam": "tab:orange", "rngd": "tab:red", "rngd-fast": "tab:purple"}
     table, per_epoch, per_second = [], {}, {}
     for a in cfg.architectures:
-        fig, axes = plt.subplots(2, 2, figsize=(11, 8))
-        stats = {}
-        for o in cfg.optimizers:
-            rs = chosen(a, o)
-            tl = _curve_stats(rs, "train_loss")
-            va = _curve_stats(rs, "val_accuracy")
-            te = np.array([r.test_accuracy for r in rs])
-            ep_t = float(np.mean([np.mean(r.epoch_time_s) for r in rs]))
-            stats[o] = {"train_loss": tl[0], "val": va[0], "time": ep_t, "runs": rs}
-            table.append({
-                "architecture": a, "optimizer": o, "lr": selected[a][o], "seeds": len(rs),
-                "test_accuracy_mean": float(te.mean()), "test_accuracy_std": float(te.std(ddof=1)) if len(te) > 1 else 0.0,
-                "val_accuracy_mean": float(va[0][-1]), "train_loss_final": float(tl[0][-1]),
-                "epoch_time_s": ep_t, "diverged": int(sum(r.diverged for r in rs)),
-            })
-            ep = np.arange(len(tl[0]))
-            for ax, (m, lo, hi), label in ((axes[0, 0], tl, "training loss (cross-entropy)"), (axes[0, 1], va, "validation accuracy")):
-                ax.plot(ep, m, color=colors[o], label=f"{o} (lr {selected[a][o]:g})")
-                ax.fill_between(ep, lo, hi, color=colors[o], alpha=0.2)
-                for r in rs:
-                    ax.plot(ep, getattr(r, "train_loss" if ax is axes[0, 0] else "val_accuracy"), color=colors[o], lw=0.4, alpha=0.5)
-                ax.set_xlabel("epoch")
-                ax.set_ylabel(label)
-            tt = np.concatenate([[0.0], np.cumsum([np.mean([r.epoch_time_s[k] for r in rs]) for k in range(len(tl[0]) - 1)])])
-            axes[1, 0].plot(tt, tl[0], color=colors[o], marker="o", ms=3, label=o)
-            axes[1, 0].fill_between(tt, tl[1], tl[2], color=colors[o], alpha=0.2)
-            axes[1, 1].plot(tt, va[0], color=colors[o], marker="o", ms=3, label=o)
-            axes[1, 1].fill_between(tt, va[1], va[2], color=colors[o], alpha=0.2)
-        axes[0, 0].set_yscale("log")
-        axes[1, 0].set_yscale("log")
-        axes[1, 0].set_xlabel("optimisation wall-clock (s)")
-        axes[1, 1].set_xlabel("optimisation wall-clock (s)")
-        axes[1, 0].set_ylabel("training loss")
-        axes[1, 1].set_ylabel("validation accuracy")
-        lo_acc = min(float(np.nanmin(stats[o]["val"][1:])) for o in cfg.optimizers) if cfg.epochs > 0 else 0.0
-        for ax in (axes[0, 1], axes[1, 1]):
-            ax.set_ylim(max(lo_acc - 0.01, 0.0), 1.0)
-        axes[0, 0].legend()
-        fig.suptitle(f"MNIST {a} relu, batch {cfg.batch_size}, L2 {cfg.l2:g}: mean (line), min–max over {cfg.seeds} seeds (band)")
-        folder.save_figure(fig, "curves_" + a.replace("+", "_"))
-        variants = [o for o in cfg.optimizers if o in RNGD_VARIANTS]
-        baselines = [o for o in cfg.optimizers if o not in RNGD_VARIANTS]
-        if variants and baselines:
-            per_epoch[a] = {
-                v: {o: {"val_better_fraction": _fraction_better(stats[v]["val"], stats[o]["val"], True),
-                        "loss_better_fraction": _fraction_better(stats[v]["train_loss"], stats[o]["train_loss"], False)}
-                    for o in baselines}
-                for v in variants
-            }
-            t_star = min(float(np.mean([sum(x.epoch_time_s) for x in stats[o]["runs"]])) for o in cfg.optimizers)
-            per_second[a] = {"t_budget_s": t_star, **{o: _acc_at_time(stats[o]["runs"], t_star) for o in cfg.optimizers},
-                             "time_ratio": {v: {o: stats[v]["time"] / stats[o]["time"] for o in baselines} for v in variants}}
+        chosen = {o: [r for r in runs if r.architecture == a and r.optimizer == o and r.lr == selected[a][o]]
+                  for o in cfg.optimizers}
+        stats = _architecture_stats(cfg, a, chosen, selected[a], table)
+        _architecture_figure(cfg, a, stats, selected[a], folder)
+        _comparisons(cfg, a, stats, per_epoch, per_second)
 
     result = RngdMnistResult(runs, selected, table, per_epoch, per_second, time.perf_counter() - t_start)
     for c in _claims(cfg, result):

@@ -26,10 +26,11 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from actionlab._display import short_repr
 from actionlab.config import RunOptions, seed_everything
-from actionlab.embeddings import LearnedConfig
-from actionlab.experiments._registry import register_experiment
-from actionlab.experiments._thetastar import DataSpec, get_embedding, load_splits, train_classifier
+from actionlab.embeddings import LearnedConfig, train_classifier
+from actionlab.experiments._registry import param, register_experiment
+from actionlab.experiments._trained import DataSpec, get_embedding, load_splits, shared_param
 from actionlab.runs import Claim, RunFolder, claims_table_md
 
 __all__ = ["ScalingConfig", "ScalingResult", "PowerLawFit", "fit_power_law", "power_law", "run"]
@@ -40,6 +41,7 @@ def power_law(h, a, alpha, l_inf):
     return a * np.power(h, -alpha) + l_inf
 
 
+@short_repr
 @dataclass
 class PowerLawFit:
     a: float
@@ -142,23 +144,25 @@ def power_law_appears(fit: PowerLawFit, loss_range: float, noise: float) -> bool
 class ScalingConfig:
     """Optimised test loss against hidden width H (geometric grid, several seeds) for several embedding widths E."""
 
-    dataset: str = "fashion-mnist"
-    standardize: str = "none"
-    embedding: str = "learned"
-    dims: tuple[int, ...] = (4, 32, 256)
-    hiddens: tuple[int, ...] = (8, 16, 32, 64, 128, 256, 512)
-    seeds: int = 2
-    embed_hidden: int = 256  # width of the TwoLayer the learned embedding is trained with
-    train_per_class: int | None = None
-    test_per_class: int | None = None
-    epochs: int = 15
-    patience: int = 2
-    batch_size: int = 512
-    lr: float = 1e-3
-    weight_decay: float = 0.004
-    activation: str = "silu"
-    cache: bool = True
-    cache_dir: str | None = None
+    dataset: str = shared_param("dataset", "fashion-mnist")
+    standardize: str = shared_param("standardize", "none")
+    embedding: str = shared_param("embedding", "learned")
+    dims: tuple[int, ...] = param((4, 32, 256), "embedding widths E, one curve each (001 §1.1)", min=1, allow_empty=False)
+    hiddens: tuple[int, ...] = param((8, 16, 32, 64, 128, 256, 512),
+                                    "hidden widths H of the geometric grid, the abscissa of the scaling law",
+                                    min=1, allow_empty=False)
+    seeds: int = param(2, "training seeds per (E, H); the loss is averaged over them", min=1)
+    embed_hidden: int = param(256, "hidden width of the TwoLayer the learned embedding is trained with", min=1)
+    train_per_class: int | None = shared_param("train_per_class", None)
+    test_per_class: int | None = shared_param("test_per_class", None)
+    epochs: int = shared_param("epochs", 15)
+    patience: int = shared_param("patience", 2)
+    batch_size: int = shared_param("batch_size", 512)
+    lr: float = shared_param("lr", 1e-3)
+    weight_decay: float = shared_param("weight_decay", 0.004)
+    activation: str = shared_param("activation", "silu")
+    cache: bool = shared_param("cache", True)
+    cache_dir: str | None = shared_param("cache_dir", None)
     PRESETS: ClassVar[dict] = {
         "quick": {"dataset": "fashion-mnist", "dims": (4, 32), "hiddens": (4, 8, 16, 64), "seeds": 2,
                   "embed_hidden": 32, "train_per_class": 60, "test_per_class": 40, "epochs": 8, "patience": 2,
@@ -169,6 +173,7 @@ class ScalingConfig:
     }
 
 
+@short_repr
 @dataclass
 class ScalingResult:
     dims: list[int]
@@ -192,7 +197,7 @@ def run(config: ScalingConfig, options: RunOptions) -> ScalingResult:
 
     seed_everything(options.seed)
     dspec = DataSpec.from_config(config, options.seed)
-    run_folder = RunFolder(options.out, "scaling", config, seed=options.seed, data=dataclasses.asdict(dspec))
+    run_folder = RunFolder(options, "scaling", config, seed=options.seed, data=dataclasses.asdict(dspec))
     splits = load_splits(dspec)
     lcfg = LearnedConfig(hidden=config.embed_hidden, activation=config.activation, lr=config.lr,
                          weight_decay=config.weight_decay, batch_size=config.batch_size, epochs=config.epochs,
@@ -210,7 +215,7 @@ def run(config: ScalingConfig, options: RunOptions) -> ScalingResult:
         for s in range(config.seeds):
             for j, H in enumerate(config.hiddens):
                 cfg = dataclasses.replace(lcfg, hidden=H)
-                model, _ = train_classifier(tr, H, cfg, seed=options.seed * 1000 + s, device=options.device, progress=False)
+                model, _ = train_classifier(tr, cfg, seed=options.seed * 1000 + s, device=options.device, progress=False)
                 with torch.no_grad():
                     losses[s, j] = float(action(model, te.z, te.labels))
                     accs[s, j] = float((model(te.z).argmax(1) == te.labels).double().mean())
@@ -255,13 +260,19 @@ def _figure(run_folder: RunFolder, res: ScalingResult, config: ScalingConfig) ->
             ax.loglog(hs, L[s], "o", ms=3, color="tab:blue", alpha=0.5)
         ax.loglog(hs, L.mean(0), "s-", color="tab:blue", lw=0.8, label="mean over seeds")
         if fit.converged:
-            ax.loglog(grid, power_law(grid, fit.a, fit.alpha, fit.l_inf), "r--",
-                      label=f"α={fit.alpha:.2f}±{fit.alpha_err:.2f}, L∞={fit.l_inf:.3f}")
-            ax.axhline(fit.l_inf, color="gray", lw=0.6)
-        ax.set_title(f"E = {E} ({config.embedding}); power law: {res.power_law[str(E)]}", fontsize=9)
+            curve = power_law(grid, fit.a, fit.alpha, fit.l_inf)
+            ok = curve > 0  # a log axis shows only positive values
+            ax.loglog(grid[ok], curve[ok], "r--", label=f"fit: α={fit.alpha:.2f}±{fit.alpha_err:.2f}, L∞={fit.l_inf:.3g}")
+            if fit.l_inf > 0:  # L∞ = 0 has no place on a log axis: no line rather than a collapsed axis
+                ax.axhline(fit.l_inf, color="gray", lw=0.6, label="L∞")
+        positive = L[L > 0]
+        if positive.size:  # the y range from the measured losses, so a fitted L∞ near 0 cannot stretch it
+            ax.set_ylim(positive.min() / 1.5, positive.max() * 1.5)
+        ax.set_title(f"E = {E} ({config.embedding})\npower law: {res.power_law[str(E)]}", fontsize=9)
         ax.set_xlabel("hidden width H")
-        ax.set_ylabel("test loss S_E")
-        ax.legend(fontsize=7)
+        ax.set_ylabel("test loss S_E (nats)")
+        ax.legend(fontsize=7, loc="lower left", framealpha=0.8)
+    fig.suptitle("optimised test loss against hidden width (log-log)", fontsize=10)
     fig.tight_layout()
     run_folder.save_figure(fig, "scaling_loglog")
 

@@ -28,9 +28,10 @@ import torch
 
 from actionlab import expansion
 from actionlab._checks import ValueCheckError
+from actionlab._display import short_repr
 from actionlab.config import RunOptions, seed_everything
-from actionlab.experiments._registry import register_experiment
-from actionlab.experiments._thetastar import (
+from actionlab.experiments._registry import param, register_experiment
+from actionlab.experiments._trained import (
     QUICK_THETA_STAR,
     DataSpec,
     ThetaStarSettings,
@@ -52,9 +53,10 @@ NOTE_SUBTERMS = {"U·W·W": 2.2e10, "c·c·c": 1e3, "(U·b)·c": 2.1e5, "(U·W)�
 class ThetaStarConfig(ThetaStarSettings):
     """Train θ* and split S_2(θ*), S_3(θ*) into the notes' named terms; element histograms of J, U·W and products."""
 
-    series_order: int = 6
-    rank3: bool = True
-    rank3_max_elements: int = 1 << 25  # M·E² above this: a random block of coordinates is used for the histograms
+    series_order: int = param(6, "order K of the exact Taylor series S_0..S_K(θ*) (000 eq. (3) ff.)", min=3, max=40)
+    rank3: bool = param(True, "also split S_3(θ*) into its named terms and histogram the rank-3 tensors (M·E² elements)")
+    rank3_max_elements: int = param(1 << 25, "M·E² above this: the rank-3 histograms use a random block of coordinates",
+                                    min=1)
     PRESETS: ClassVar[dict] = {
         "quick": dict(QUICK_THETA_STAR),
         "default": {},
@@ -62,6 +64,7 @@ class ThetaStarConfig(ThetaStarSettings):
     }
 
 
+@short_repr
 @dataclass
 class ThetaStarResult:
     shapes: dict = field(default_factory=dict)
@@ -146,7 +149,7 @@ def analyse(model, ds, *, order: int = 3, rank3: bool = True, max_elements: int 
 def run(config: ThetaStarConfig, options: RunOptions) -> ThetaStarResult:
     seed_everything(options.seed)
     dspec = DataSpec.from_config(config, options.seed)
-    run_folder = RunFolder(options.out, "theta-star", config, seed=options.seed, data=dataclasses.asdict(dspec))
+    run_folder = RunFolder(options, "theta-star", config, seed=options.seed, data=dataclasses.asdict(dspec))
     ts = theta_star_for(config, dspec, options)
     model = ts.model
     res = ThetaStarResult()
@@ -179,15 +182,23 @@ def _terms_figure(run_folder: RunFolder, a: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    from matplotlib.patches import Patch
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, n in zip(axes, (2, 3)):
         ts = [t for t in a["terms"] if t["order"] == n]
         names = [t["name"] for t in ts]
         vals = [t["value"] for t in ts]
-        ax.bar(names, np.abs(vals), color=["tab:red" if v < 0 else "tab:blue" for v in vals])
-        ax.set_yscale("log")
-        ax.set_title(f"|terms of S_{n}(θ*)| (red: negative)", fontsize=9)
-        ax.tick_params(axis="x", labelrotation=45, labelsize=8)
+        colors = ["tab:red" if v < 0 else "tab:blue" for v in vals]
+        ax.bar(range(len(names)), np.abs(vals), color=colors)
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+        if any(abs(v) > 0 for v in vals):
+            ax.set_yscale("log")
+        ax.set_title(f"named terms of S_{n}(θ*) (000 §2)", fontsize=9)
+        ax.set_xlabel("term")
+        ax.set_ylabel("|value| (nats)")
+        ax.legend(handles=[Patch(color="tab:blue", label="positive"), Patch(color="tab:red", label="negative")],
+                  fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     run_folder.save_figure(fig, "terms")
 

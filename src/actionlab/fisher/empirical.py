@@ -31,7 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from actionlab import activations as _act
 from actionlab._checks import ShapeError, ValueCheckError, check_choice, check_matrix
+from actionlab._display import short_repr
 from actionlab.activations import ActivationModule
 
 __all__ = [
@@ -62,18 +64,19 @@ class _Layer:
 
 
 def _derivative(act: nn.Module | None, u: torch.Tensor) -> torch.Tensor | None:
-    """φ'(u) of an elementwise activation module (None: identity)."""
-    if act is None or isinstance(act, nn.Identity):
+    """φ'(u) of an elementwise activation module (None: identity).
+
+    The activation object's closed-form derivative where :func:`actionlab.activations.from_module`
+    knows the module, else autograd of the sum (nn.Hardtanh, nn.Mish, nn.CELU, nn.SELU, approximate GELU).
+    """
+    if act is None:
         return None
-    if isinstance(act, ActivationModule):  # closed-form derivative of the registry activation
-        return act.activation.derivative(u, 1)
-    if isinstance(act, nn.Tanh):
-        return 1 - torch.tanh(u) ** 2
-    if isinstance(act, nn.ReLU):
-        return (u > 0).to(u.dtype)
-    if isinstance(act, nn.Sigmoid):
-        sg = torch.sigmoid(u)
-        return sg * (1 - sg)
+    try:
+        phi = _act.from_module(act)
+    except ValueCheckError:
+        phi = None
+    if phi is not None:
+        return None if phi.name == "linear" else phi.derivative(u, 1)
     with torch.enable_grad():  # other elementwise torch activations: autograd of the sum
         v = u.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(act(v).sum(), v)
@@ -189,6 +192,7 @@ def dual_matrix(model: nn.Module, x: torch.Tensor, outputs: str = "squared") -> 
     return Fs
 
 
+@short_repr
 @dataclass
 class FisherStatistics:
     """Eigen-statistics of the FIM measured through F*."""

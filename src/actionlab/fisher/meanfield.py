@@ -1,5 +1,11 @@
 """Mean-field order parameters and Fisher-spectrum predictions of wide random MLPs.
 
+This module owns the mean-field theory of 004: the Gaussian integrals by
+quadrature, the architecture (:class:`Architecture`), the order-parameter
+recurrences and the predicted eigenvalue statistics. Closed forms of the
+integrals live on the activation objects (:mod:`actionlab.activations`:
+``q_hat``, ``I_phi``, ``I_dphi``); quadrature is the fallback.
+
 Source: Karakida, Akaho & Amari, "Universal Statistics of Fisher Information in
 Deep Neural Networks: Mean Field Approach" (AISTATS 2019), supplement
 ``004_c5eeeb19a9204c84.txt`` and the main-text definitions collected in
@@ -30,18 +36,15 @@ Gaussian integrals
 * ``method="hermite"``: Gauss–Hermite quadrature with the probabilists'
   weight (``scipy.special.roots_hermitenorm``), 1-D with ``n`` nodes and 2-D on
   an ``n × n`` tensor grid. It converges only like exp(−c√n) once the poles of
-  φ(√q u) come near the real axis: measured error of ∫Du tanh(√q u)² with
-  n = 160 / 400 / 800 nodes is 4e-8 / 4e-13 / 6e-15 at q = 3.64 and
-  5e-5 / 5e-8 / 2e-11 at q = 10; for kinked φ it is only algebraic.
+  φ(√q u) come near the real axis, and only algebraically for kinked φ.
 * ``method="split"`` (the default, "auto"): composite Gauss–Legendre. The
   domain is truncated to |z| ≤ 12 (Gaussian mass outside < 4e-33) and split at
   the kinks into sub-intervals of length ≤ 1.5, each integrated by 24-node
-  Gauss–Legendre (384 nodes per dimension); in 2-D the inner integral over z₂ is split at the z₁-dependent
-  kink location, the outer at the kinks of both factors. Accuracy ≲ 1e-12
-  (measured against the relu / linear closed forms, including the
-  discontinuous φ' = step), except for |c| within ~1e-6 of 1 where the inner
-  integrand degenerates to a step of width √(1−c²) (accuracy then ~1e-9; at
-  |c| = 1 exactly the 1-D form is used).
+  Gauss–Legendre (384 nodes per dimension); in 2-D the inner integral over z₂
+  is split at the z₁-dependent kink location, the outer at the kinks of both
+  factors, with a graded mesh where |c| → 1 makes the inner integrand a step of
+  width √(1−c²) (at |c| = 1 exactly the 1-D form is used). The measured errors
+  of both rules are in docs/fisher.md; the tests hold the split rule to 1e-10.
 
 The math here never reads files or prints.
 """
@@ -52,6 +55,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,6 +63,7 @@ from scipy.special import roots_hermitenorm, roots_legendre
 
 from actionlab import activations as _act
 from actionlab._checks import ValueCheckError
+from actionlab._display import short_repr
 
 __all__ = [
     "GaussFn",
@@ -68,7 +73,9 @@ __all__ = [
     "q_hat",
     "I_phi",
     "I_dphi",
-    "CLOSED_FORMS",
+    "document_relu_I_dphi",
+    "DOCUMENT_RELU_I_D",
+    "Architecture",
     "OrderParameters",
     "order_parameters",
     "MeanFieldPrediction",
@@ -239,61 +246,31 @@ def gauss_2d(fn1, fn2, a: float, b: float, n: int = 160, method: str = "auto", a
 
 
 # ---------------------------------------------------------------------------------------
-# closed forms of appendix B (keyed by activation name)
+# the Gaussian integrals: the activation's closed form (appendix B), else quadrature
 # ---------------------------------------------------------------------------------------
-def _c(a: float, b: float) -> float:
-    return max(-1.0, min(1.0, b / a)) if a > 0 else 0.0
+def _closed(activation, key: str):
+    """The activation's closed form ``key`` (``q_hat`` / ``I_phi`` / ``I_dphi``) or None (GaussFn: never)."""
+    if isinstance(activation, GaussFn):
+        return None
+    act = _act.get(activation)
+    return getattr(act, key) if key in act.closed_forms else None
 
 
-def _erf_q_hat(q: float) -> float:  # B.3
-    return 2.0 / math.pi * math.atan(q / math.sqrt(q + 0.25))
+def document_relu_I_dphi(a: float, b: float) -> float:
+    """B.12 exactly as printed, a/(2π)(π/2 + sin⁻¹c): a spurious factor a (kept to report the slip).
 
-
-def _erf_I(a: float, b: float) -> float:  # B.7
-    return 2.0 / math.pi * math.atan(2 * b / math.sqrt((1 + 2 * a) ** 2 - (2 * b) ** 2))
-
-
-def _erf_I_d(a: float, b: float) -> float:  # B.8 (and B.4 at b = a: 2/(π√(q+1/4)))
-    return 4.0 / (math.pi * math.sqrt((1 + 2 * a) ** 2 - (2 * b) ** 2))
-
-
-def _relu_I(a: float, b: float) -> float:  # B.11 (B.9 at b = a: q̂ = q/2)
-    c = _c(a, b)
-    return a / (2 * math.pi) * (math.sqrt(1 - c * c) + c * math.pi / 2 + c * math.asin(c))
-
-
-def _relu_I_d(a: float, b: float) -> float:
-    """E[θ(u₁)θ(u₂)] = (π/2 + sin⁻¹c)/(2π). B.12 prints a/(2π)(π/2 + sin⁻¹c): a spurious factor a."""
-    c = _c(a, b)
-    return (math.pi / 2 + math.asin(c)) / (2 * math.pi)
-
-
-def _relu_I_d_document(a: float, b: float) -> float:  # B.12 exactly as printed (kept to report the slip)
-    c = _c(a, b)
+    The true value E[θ(u₁)θ(u₂)] = (π/2 + sin⁻¹c)/(2π) is ``activations.get("relu").I_dphi(a, b)``.
+    """
+    c = max(-1.0, min(1.0, b / a)) if a > 0 else 0.0
     return a / (2 * math.pi) * (math.pi / 2 + math.asin(c))
 
 
-#: closed forms of ∫Dz φ(√q z)² (``q_hat``), I_φ[a, b] (``I``) and I_φ'[a, b] (``I_d``), appendix B.
-CLOSED_FORMS: dict[str, dict[str, Callable[..., float]]] = {
-    "erf": {"q_hat": _erf_q_hat, "I": _erf_I, "I_d": _erf_I_d},  # B.3, B.7, B.4/B.8
-    "relu": {"q_hat": lambda q: q / 2.0, "I": _relu_I, "I_d": _relu_I_d},  # B.9, B.11, B.10/B.12 (corrected)
-    "linear": {"q_hat": lambda q: q, "I": lambda a, b: b, "I_d": lambda a, b: 1.0},  # B.13–B.16
-}
 #: B.12 as printed (with the spurious factor a) for comparison in reports.
-DOCUMENT_RELU_I_D = _relu_I_d_document
-
-
-def _closed(act, key: str):
-    if isinstance(act, GaussFn):
-        return None
-    a = _act.get(act)
-    if a.params and a.name not in ("linear",):
-        return None
-    return CLOSED_FORMS.get(a.name, {}).get(key)
+DOCUMENT_RELU_I_D = document_relu_I_dphi
 
 
 def q_hat(activation, q: float, closed_form: bool = True, n: int = 160) -> float:
-    """q̂ = ∫Du φ(√q u)² (main-text eq. (9); B.3, B.9 in closed form)."""
+    """q̂ = ∫Du φ(√q u)² (main-text eq. (9)); the activation's closed form (B.3, B.9, B.13) if it has one."""
     f = _closed(activation, "q_hat") if closed_form else None
     if f is not None:
         return float(f(q))
@@ -302,8 +279,8 @@ def q_hat(activation, q: float, closed_form: bool = True, n: int = 160) -> float
 
 
 def I_phi(activation, a: float, b: float, closed_form: bool = True, n: int = 160) -> float:
-    """I_φ[a, b] (B.5; B.7, B.11, B.15 in closed form)."""
-    f = _closed(activation, "I") if closed_form else None
+    """I_φ[a, b] (B.5); the activation's closed form (B.7, B.11, B.15) if it has one."""
+    f = _closed(activation, "I_phi") if closed_form else None
     if f is not None:
         return float(f(a, b))
     phi = as_gauss_fn(activation)
@@ -311,8 +288,8 @@ def I_phi(activation, a: float, b: float, closed_form: bool = True, n: int = 160
 
 
 def I_dphi(activation, a: float, b: float, closed_form: bool = True, n: int = 160) -> float:
-    """I_φ'[a, b] (B.8; B.4, B.10/B.12, B.14/B.16 in closed form); b = a gives ∫Du φ'(√a u)²."""
-    f = _closed(activation, "I_d") if closed_form else None
+    """I_φ'[a, b] (B.8); b = a gives ∫Du φ'(√a u)²; closed form (B.4/B.8, B.10/B.12 corrected, B.14/B.16) if any."""
+    f = _closed(activation, "I_dphi") if closed_form else None
     if f is not None:
         return float(f(a, b))
     d = as_gauss_fn(activation, 1)
@@ -322,8 +299,94 @@ def I_dphi(activation, a: float, b: float, closed_form: bool = True, n: int = 16
 
 
 # ---------------------------------------------------------------------------------------
+# the architecture
+# ---------------------------------------------------------------------------------------
+def _act_name(activation) -> str | None:
+    if activation is None:
+        return None
+    return activation.name if isinstance(activation, GaussFn) else _act.get(activation).name
+
+
+@short_repr
+@dataclass
+class Architecture:
+    """A random MLP of 004 (papers.md): u^l = W^l h^{l−1} + b^l, h^l = φ(u^l), l = 1..L.
+
+    * ``widths`` = (M_0, M_1, …, M_L): M_0 inputs, M_L = C outputs (f = u^L, or
+      φ_out(u^L) with ``output_activation``);
+    * ``M``: the reference width of α_l = M_l/M (default M_1, or M_0 when L = 1);
+    * W^l_ij ~ N(0, σ_w²/M_{l−1}) (``sigma_w2``), b^l_i ~ N(0, σ_b²) (``sigma_b2``);
+    * ``activation`` φ (a name, an :class:`~actionlab.activations.Activation` or a
+      :class:`GaussFn`); ``bias``: whether the network has the b^l (they add to
+      the finite-size statistics only).
+
+    :meth:`uniform` builds the widths from M, L, C and α_0 … α_{L−1}.
+    """
+
+    activation: Any
+    widths: tuple[int, ...]
+    M: int | None = None
+    sigma_w2: float = 1.0
+    sigma_b2: float = 0.0
+    output_activation: Any = None
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        w = tuple(int(x) for x in self.widths)
+        if len(w) < 2 or min(w) < 1:
+            raise ValueCheckError(f"widths must list M_0, …, M_L (≥ 2 entries, all ≥ 1), got {list(w)}")
+        self.widths = w
+        self.M = int(self.M) if self.M is not None else (w[1] if len(w) > 2 else w[0])
+        if self.M < 1:
+            raise ValueCheckError(f"the reference width M must be ≥ 1, got {self.M}")
+        if not (self.sigma_w2 >= 0 and self.sigma_b2 >= 0 and math.isfinite(self.sigma_w2 + self.sigma_b2)):
+            raise ValueCheckError(f"sigma_w2, sigma_b2 must be finite and ≥ 0, got {self.sigma_w2}, {self.sigma_b2}")
+        self.sigma_w2, self.sigma_b2 = float(self.sigma_w2), float(self.sigma_b2)
+        _act_name(self.activation), _act_name(self.output_activation)  # unknown names fail here
+
+    @classmethod
+    def uniform(cls, activation, L: int, M: int, C: int = 1, alphas: Sequence[float] | None = None, **kwargs) -> Architecture:
+        """widths = (α_0 M, …, α_{L−1} M, C) rounded (α default all 1: M_0 = M_l = M); ``kwargs`` as the constructor."""
+        if L < 1 or C < 1 or M < 1:
+            raise ValueCheckError(f"need L ≥ 1, C ≥ 1, M ≥ 1; got L={L}, C={C}, M={M}")
+        al = [1.0] * L if alphas is None else [float(a) for a in alphas]
+        if len(al) != L:
+            raise ValueCheckError(f"alphas must have L = {L} entries (α_0 … α_(L−1)), got {len(al)}")
+        return cls(activation, tuple(max(1, int(round(a * M))) for a in al) + (int(C),), M=M, **kwargs)
+
+    @property
+    def L(self) -> int:
+        return len(self.widths) - 1
+
+    @property
+    def C(self) -> int:
+        return self.widths[-1]
+
+    @property
+    def alphas(self) -> list[float]:
+        """α_l = M_l / M for l = 0..L."""
+        return [w / self.M for w in self.widths]
+
+    @property
+    def num_weights(self) -> int:
+        """P_w = Σ_l M_l M_{l−1} (the weights only)."""
+        return sum(self.widths[l] * self.widths[l - 1] for l in range(1, self.L + 1))
+
+    @property
+    def alpha(self) -> float:
+        """α = P_w / M² (004: P = αM² weights)."""
+        return self.num_weights / self.M**2
+
+    @property
+    def num_params(self) -> int:
+        """P = P_w + Σ_{l≥1} M_l with biases, P_w without."""
+        return self.num_weights + (sum(self.widths[1:]) if self.bias else 0)
+
+
+# ---------------------------------------------------------------------------------------
 # order parameters
 # ---------------------------------------------------------------------------------------
+@short_repr
 @dataclass
 class OrderParameters:
     """Per-layer order parameters; index l = 0..L (entries at l = 0 of q, q_st, q̃ are NaN)."""
@@ -343,6 +406,7 @@ def order_parameters(
     sigma_b2: float,
     q_hat0: float = 1.0,
     q_hat0_st: float = 0.0,
+    *,
     output_activation=None,
     closed_form: bool = True,
     n: int = 160,
@@ -394,9 +458,13 @@ def eta_c(lambda_max: float, momentum: float = 0.0) -> float:
     return 2.0 * (1.0 + momentum) / lambda_max
 
 
+# ---------------------------------------------------------------------------------------
+# predictions
+# ---------------------------------------------------------------------------------------
+@short_repr
 @dataclass
 class MeanFieldPrediction:
-    """What the mean-field theory predicts for one architecture (all fields plain floats/lists).
+    """What the mean-field theory predicts for one :class:`Architecture` and T inputs.
 
     ``m, s, lambda_max`` are the supplement's formulas (A.12, A.33, Theorem 4)
     with α = Σ_l M_l M_{l−1}/M² (weights only, P = αM²). ``*_finite`` keep the
@@ -405,18 +473,10 @@ class MeanFieldPrediction:
     finite-M measurement should be compared with first.
     """
 
-    activation: str
-    output_activation: str | None
-    widths: list[int]
-    M: int
-    C: int
+    architecture: Architecture
     T: int
-    sigma_w2: float
-    sigma_b2: float
     q_hat0: float
     q_hat0_st: float
-    alphas: list[float]
-    alpha: float
     order: OrderParameters
     kappa1: float
     kappa2: float
@@ -439,90 +499,72 @@ class MeanFieldPrediction:
     fisher_rao_bound: float = 0.0
     extra: dict = field(default_factory=dict)
 
+    # the architecture's numbers, for reading results
+    activation = property(lambda self: _act_name(self.architecture.activation))
+    output_activation = property(lambda self: _act_name(self.architecture.output_activation))
+    widths = property(lambda self: list(self.architecture.widths))
+    M = property(lambda self: self.architecture.M)
+    C = property(lambda self: self.architecture.C)
+    sigma_w2 = property(lambda self: self.architecture.sigma_w2)
+    sigma_b2 = property(lambda self: self.architecture.sigma_b2)
+    alphas = property(lambda self: self.architecture.alphas)
+    alpha = property(lambda self: self.architecture.alpha)
+
+
+def _layer_sums(arch: Architecture, op: OrderParameters) -> tuple[float, float, float, float]:
+    """A1 = Σ_l M_{l−1} q̃^l q̂^{l−1}, A2 = Σ_l M_{l−1} q̃^l_st q̂^{l−1}_st (so κ = A/(αM), A.6) and the bias
+    sums Σ_l q̃^l, Σ_l q̃^l_st (zero without biases)."""
+    w, L = arch.widths, arch.L
+    A1 = sum(w[l - 1] * op.q_tilde[l] * op.q_hat[l - 1] for l in range(1, L + 1))
+    A2 = sum(w[l - 1] * op.q_tilde_st[l] * op.q_hat_st[l - 1] for l in range(1, L + 1))
+    b1 = sum(op.q_tilde[l] for l in range(1, L + 1)) if arch.bias else 0.0
+    b2 = sum(op.q_tilde_st[l] for l in range(1, L + 1)) if arch.bias else 0.0
+    return A1, A2, b1, b2
+
 
 def predict(
-    activation="tanh",
-    L: int = 3,
-    M: int | None = None,
-    *,
-    widths: Sequence[int] | None = None,
-    alphas: Sequence[float] | None = None,
-    sigma_w2: float = 1.0,
-    sigma_b2: float = 0.0,
-    C: int = 1,
+    architecture: Architecture,
     T: int = 1,
     q_hat0: float = 1.0,
     q_hat0_st: float = 0.0,
-    output_activation=None,
     momentum: float = 0.0,
-    bias: bool = True,
+    *,
     closed_form: bool = True,
     n: int = 160,
 ) -> MeanFieldPrediction:
-    """Mean-field m_λ, s_λ, λ_max, η_c for an MLP.
+    """Mean-field m_λ, s_λ, λ_max, η_c of ``architecture`` on T inputs with statistics (q̂⁰, q̂⁰_st).
 
-    Give either ``widths = [M_0, M_1, …, M_{L−1}, C]`` (then L, C follow and the
-    reference width M defaults to M_1) or ``M`` with ``L``, ``C`` and
-    ``alphas = (α_0, …, α_{L−1})`` (default all 1: M_0 = M_l = M).
-
-    Formulas: κ₁, κ₂ (A.6, A.23); m_λ = Cκ₁/M (A.12); s_λ = αC((T−1)/T κ₂² + κ₁²/T)
-    (A.25, A.33); λ_max = α((T−1)/T κ₂ + κ₁/T)M (A.4/Theorem 4); A.5 bounds;
-    Fisher–Rao norm (A.50); η_c = 2(1+μ)/λ_max (A.53).
+    With κ₁ = Σ_l (α_{l−1}/α) q̃^l q̂^{l−1}, κ₂ = Σ_l (α_{l−1}/α) q̃^l_st q̂^{l−1}_st (A.6, A.23):
+    m_λ = Cκ₁/M (A.12); s_λ = αC((T−1)/T κ₂² + κ₁²/T) (A.25, A.33);
+    λ_max = α((T−1)/T κ₂ + κ₁/T)M (A.4/Theorem 4); A.5 bounds s_λ ≤ s' ≤ Cs_λ,
+    λ_max ≤ M√(αCs_λ); Fisher–Rao norm σ_w² C Σ_l q̃^l q̂^{l−1} (A.50); η_c = 2(1+μ)/λ_max (A.53).
+    Finite size: B1 = A1 + Σ_l q̃^l, B2 = A2 + Σ_l q̃^l_st (bias entries), m = CB1/P,
+    s = C(B1² + (T−1)B2²)/(TP), λ_max = (B1 + (T−1)B2)/T.
     """
-    if widths is not None:
-        widths = [int(w) for w in widths]
-        if len(widths) < 2 or min(widths) < 1:
-            raise ValueCheckError(f"widths must list M_0, …, M_L (≥ 2 entries, all ≥ 1), got {widths}")
-        L = len(widths) - 1
-        C = widths[-1]
-        M = int(M) if M is not None else (widths[1] if L > 1 else widths[0])
-    else:
-        if M is None:
-            raise ValueCheckError("give either widths=[M0, ..., ML] or M (with L, C, alphas)")
-        if L < 1 or C < 1 or M < 1:
-            raise ValueCheckError(f"need L ≥ 1, C ≥ 1, M ≥ 1; got L={L}, C={C}, M={M}")
-        al = [1.0] * L if alphas is None else [float(a) for a in alphas]
-        if len(al) != L:
-            raise ValueCheckError(f"alphas must have L = {L} entries (α_0 … α_(L−1)), got {len(al)}")
-        widths = [max(1, int(round(a * M))) for a in al] + [int(C)]
+    arch = architecture
+    if not isinstance(arch, Architecture):
+        raise ValueCheckError(f"predict takes an Architecture (mf.Architecture(activation, widths, ...) or "
+                              f"Architecture.uniform(activation, L, M, ...)), got {type(arch).__name__}")
     if T < 1:
         raise ValueCheckError(f"T must be ≥ 1, got {T}")
-    act_name = _act.get(activation).name if not isinstance(activation, GaussFn) else activation.name
-    out_name = None
-    if output_activation is not None:
-        out_name = _act.get(output_activation).name if not isinstance(output_activation, GaussFn) else output_activation.name
-    op = order_parameters(activation, L, sigma_w2, sigma_b2, q_hat0, q_hat0_st, output_activation, closed_form, n)
-    alphas_l = [w / M for w in widths]
-    P_w = sum(widths[l] * widths[l - 1] for l in range(1, L + 1))
-    alpha = P_w / M**2
-    A1 = sum(widths[l - 1] * op.q_tilde[l] * op.q_hat[l - 1] for l in range(1, L + 1))
-    A2 = sum(widths[l - 1] * op.q_tilde_st[l] * op.q_hat_st[l - 1] for l in range(1, L + 1))
-    kappa1 = A1 / (alpha * M)
-    kappa2 = A2 / (alpha * M)
+    op = order_parameters(arch.activation, arch.L, arch.sigma_w2, arch.sigma_b2, q_hat0, q_hat0_st,
+                          output_activation=arch.output_activation, closed_form=closed_form, n=n)
+    M, C, alpha, P = arch.M, arch.C, arch.alpha, arch.num_params
+    A1, A2, b1, b2 = _layer_sums(arch, op)
+    kappa1, kappa2 = A1 / (alpha * M), A2 / (alpha * M)
     m = C * kappa1 / M
     s = alpha * C * ((T - 1) / T * kappa2**2 + kappa1**2 / T)
     lam = alpha * ((T - 1) / T * kappa2 + kappa1 / T) * M
-    # finite-size version: bias entries (Σ_i δ_i(s)δ_i(t) per layer) and exact P
-    nb = sum(widths[1:]) if bias else 0
-    P = P_w + nb
-    B1 = A1 + (sum(op.q_tilde[l] for l in range(1, L + 1)) if bias else 0.0)
-    B2 = A2 + (sum(op.q_tilde_st[l] for l in range(1, L + 1)) if bias else 0.0)
-    m_f = C * B1 / P
-    s_f = C * (B1**2 + (T - 1) * B2**2) / (T * P)
-    lam_f = (B1 + (T - 1) * B2) / T
-    # A.5
-    s_lower, s_upper = s, C * s
-    lam_lower = lam  # A.37 (the printed A.37 omits the factor α; see docs/fisher.md)
-    lam_upper = M * math.sqrt(alpha * C * s)
-    # A.6
-    fr = sigma_w2 * C * sum(op.q_tilde[l] * op.q_hat[l - 1] for l in range(1, L + 1))
-    alpha_min = min(alphas_l[l - 1] for l in range(1, L + 1))
-    fr_bound = C * sigma_w2 * alpha / alpha_min * kappa1
+    B1, B2 = A1 + b1, A2 + b2  # finite size: bias entries (Σ_i δ_i(s)δ_i(t) per layer) and the exact P
+    fr = arch.sigma_w2 * C * sum(op.q_tilde[l] * op.q_hat[l - 1] for l in range(1, arch.L + 1))  # A.50
+    alpha_min = min(arch.alphas[:-1])
     return MeanFieldPrediction(
-        activation=act_name, output_activation=out_name, widths=list(widths), M=int(M), C=int(C), T=int(T),
-        sigma_w2=float(sigma_w2), sigma_b2=float(sigma_b2), q_hat0=float(q_hat0), q_hat0_st=float(q_hat0_st),
-        alphas=alphas_l, alpha=alpha, order=op, kappa1=kappa1, kappa2=kappa2, m=m, s=s, lambda_max=lam,
-        momentum=float(momentum), eta_c=eta_c(lam, momentum) if lam > 0 else float("inf"), num_params=int(P),
-        m_finite=m_f, s_finite=s_f, lambda_max_finite=lam_f, s_lower=s_lower, s_upper=s_upper,
-        lambda_max_lower=lam_lower, lambda_max_upper=lam_upper, fisher_rao=fr, fisher_rao_bound=fr_bound,
+        architecture=arch, T=int(T), q_hat0=float(q_hat0), q_hat0_st=float(q_hat0_st), order=op,
+        kappa1=kappa1, kappa2=kappa2, m=m, s=s, lambda_max=lam, momentum=float(momentum),
+        eta_c=eta_c(lam, momentum) if lam > 0 else float("inf"), num_params=int(P),
+        m_finite=C * B1 / P, s_finite=C * (B1**2 + (T - 1) * B2**2) / (T * P), lambda_max_finite=(B1 + (T - 1) * B2) / T,
+        s_lower=s, s_upper=C * s,  # A.40, A.43
+        lambda_max_lower=lam,  # A.37 (the printed A.37 omits the factor α; see docs/fisher.md)
+        lambda_max_upper=M * math.sqrt(alpha * C * s),
+        fisher_rao=fr, fisher_rao_bound=C * arch.sigma_w2 * alpha / alpha_min * kappa1,
     )

@@ -40,6 +40,10 @@ one d × d block per neuron: the non-linear layer, table 1), :class:`Kronecker`
 (B ⊗ A: the linear layer, 003 section 2.5), :class:`DenseBlocks` (an
 m × m grid of d × d blocks: the softmax layer eq. 10 and two layers eq. 12).
 Each has ``.dense()``.
+
+The single-unit coefficient ν(a) belongs to the activation
+(:meth:`actionlab.activations.Activation.rfim_coefficient`); this module owns
+the layer-level blocks built from it.
 """
 
 from __future__ import annotations
@@ -64,9 +68,6 @@ __all__ = [
     "softmax_layer_rfim",
     "two_layer_rfim",
 ]
-
-_BERNOULLI_OK = ("tanh", "sigmoid")
-
 
 # ---------------------------------------------------------------------------------------
 # result types
@@ -136,37 +137,19 @@ def augment(x: torch.Tensor, bias: bool = True) -> torch.Tensor:
 
 def default_output(activation) -> str:
     """The supplement's output distribution for an activation: 'bernoulli' for tanh / sigm, else 'gaussian'."""
-    act = _act.get(activation)
-    return "bernoulli" if act.name in _BERNOULLI_OK else "gaussian"
+    return _act.get(activation).default_output
 
 
 def rfim_coefficient(activation, a: torch.Tensor, output: str | None = None) -> torch.Tensor:
-    """ν(a) such that a single neuron's RFIM is ν(wᵀx̃)·x̃x̃ᵀ (003, table 1).
+    """ν(a) such that a single neuron's RFIM is ν(wᵀx̃)·x̃x̃ᵀ (003, table 1); the activation's own
+    :meth:`~actionlab.activations.Activation.rfim_coefficient`:
 
     * Bernoulli tanh (y = ±1, eqs. 5–7):  sech²(a) = 1 − tanh²(a)       (section 2.1)
     * Bernoulli sigm (y ∈ {0, 1}):       sigm(a)(1 − sigm(a))          (section 2.2)
     * Gaussian N(σ(a), 1) (eq. 8):        σ'(a)²; for relu_ω this is
       [ι + (1 − ι) sigm((1 − ι)a/ω)]² (eq. 2, section 2.3), for elu 1 / (α eᵃ)² (eq. 3, section 2.4).
     """
-    act = _act.get(activation)
-    output = default_output(act) if output is None else check_choice(output, ("bernoulli", "gaussian"), "output distribution")
-    if output == "bernoulli":
-        if act.name == "tanh":
-            t = torch.tanh(a)
-            return 1.0 - t * t
-        if act.name == "sigmoid":
-            s = torch.sigmoid(a)
-            return s * (1.0 - s)
-        raise ValueCheckError(
-            f"a Bernoulli output is defined for tanh (y = ±1) and sigmoid (y ∈ {{0, 1}}) neurons, not {act.name}; "
-            f"use output='gaussian'"
-        )
-    if act.name == "relu_omega":
-        om, io = act.params["omega"], act.params["iota"]
-        d1 = io + (1.0 - io) * torch.sigmoid((1.0 - io) / om * a)  # eq. (2)
-        return d1 * d1
-    d1 = act.derivative(a, 1)
-    return d1 * d1
+    return _act.get(activation).rfim_coefficient(a, output)
 
 
 def _weights_vec(weights: torch.Tensor | None, n: int, like: torch.Tensor) -> torch.Tensor:

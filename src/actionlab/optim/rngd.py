@@ -1,25 +1,38 @@
 """Relative natural gradient descent (RNGD) — Sun & Nielsen (003; algorithm in papers.md).
 
+This module owns the optimizer: the per-layer plan (:func:`describe_layers`),
+the running metrics, their damped inverses and the preconditioned step. The
+single-unit RFIM coefficient ν comes from the activation object
+(:meth:`actionlab.activations.Activation.rfim_coefficient`), the torch module →
+activation map from :func:`actionlab.activations.from_module`. Measured speed,
+memory and fidelity figures are in docs/rngd.md and benchmarks/bench_rngd.py.
+
 The metric is block-diagonal over the layers of an MLP (003 section 3,
 Theorem 3: the Fisher of a model whose every layer output is stochastic is
-block-diagonal with the layers' averaged RFIMs as blocks). Each Linear layer
+block-diagonal with the layers' averaged RFIMs as blocks). Each affine layer
 with weights W (m × D) and bias b has its bias folded in, x̃ = (x, 1), and its
 parameters w_o = (W[o, :], b[o]) ∈ R^d, d = D + 1, per output neuron o.
+
+Models: an ``nn.Sequential`` of Linear / BatchNorm1d / activation layers, a
+model with such a ``.net`` (:class:`actionlab.models.MLP`), or the two-layer
+classifier :class:`actionlab.models.TwoLayer` f = U σ(W z + b) + c, whose
+layers are (W, b) on the input z and (U, c) on the hidden h = σ(W z + b)
+(recomputed from the captured z after the forward pass: one extra N·H·E
+product per training forward).
 
 Per layer (papers.md, "the authors' published code", items 1–5):
 
 * **non-linear (hidden) layer** followed by an activation σ: one block per
   output neuron (003 section 2.6, table 1),
-  G_o = mean_n ν(a_no) x̃_n x̃_nᵀ, with ν the single-neuron RFIM coefficient of
-  :func:`actionlab.fisher.rfim.rfim_coefficient`. For ``nn.ReLU`` (and the
-  ``relu`` / ``relu_omega`` / ``leaky_relu`` activations) the smoothed-relu
-  RFIM ν(a) = [ι + (1 − ι) sigm((1 − ι) a / ω)]² (003 eq. 2, section 2.3) with
-  ω = ``relu_omega`` (default 1) and ι = 0 (relu) or the leak slope — for
-  relu, ι = 0, ω = 1 this is the authors' sigm(w_oᵀx̃)²; tanh: sech²(a)
-  (section 2.1, Bernoulli ±1), sigmoid: sigm(1 − sigm) (section 2.2), elu:
-  1 or (α eᵃ)² (section 2.4), any other actionlab activation: σ'(a)²
-  (Gaussian output, eq. 8). With BatchNorm between the Linear and σ, a_no is
-  the input of σ (after batch normalisation).
+  G_o = mean_n ν(a_no) x̃_n x̃_nᵀ, with ν = ``σ̄.rfim_coefficient(a)`` of the
+  activation's stand-in σ̄ = ``σ.smoothed(relu_omega)``: relu / leaky_relu
+  (ι = the leak slope) become the smoothed relu with
+  ν(a) = [ι + (1 − ι) sigm((1 − ι) a / ω)]² (003 eq. 2, section 2.3),
+  ω = ``relu_omega`` (default 1) — for relu, ι = 0, ω = 1 this is the
+  authors' sigm(w_oᵀx̃)²; tanh: sech²(a) (section 2.1, Bernoulli ±1),
+  sigmoid: sigm(1 − sigm) (section 2.2), elu: 1 or (α eᵃ)² (section 2.4), any
+  other activation: σ'(a)² (Gaussian output, eq. 8). With BatchNorm between
+  the Linear and σ, a_no is the input of σ (after batch normalisation).
 * **linear layer** (the first and the last layer, as in the authors' code, or
   any Linear not followed by an activation): one matrix shared by all its
   neurons, A = mean_n x̃_n x̃_nᵀ (003 section 2.5, g = diag[x̃x̃ᵀ, …, x̃x̃ᵀ]).
@@ -37,13 +50,9 @@ over ⌈d/b⌉ contiguous, nearly equal blocks of coordinates (each ≤ b; the b
 coordinate is the last one of the last block), A ≈ diag(A_11, …, A_kk) with
 A_jj = mean_n x̃_n,J x̃_n,Jᵀ, damped with the dense metric's ε = λ·tr(A)/d, so
 that the inverted matrix is exactly the block-diagonal part of the authors'
-damped metric A + εI. (Damping each block by its own mean eigenvalue instead
-made MNIST training diverge: blocks of always-black border pixels get a tiny ε.)
-This is an approximation — the same kind that RNGD already makes across
-neurons and layers — that cuts the first layer's cost by the factor ⌈d/b⌉;
-on MNIST's 785 inputs the preconditioned first-layer gradient keeps a
-cosine of 0.92 (b = 100: 8 blocks of ≤ 99 inputs, 3.5 image rows) or 0.96
-(b = 200) with the dense one (docs/rngd.md).
+damped metric A + εI. This is an approximation — the same kind that RNGD
+already makes across neurons and layers — that cuts the first layer's cost by
+the factor ⌈d/b⌉ (its fidelity on MNIST: docs/rngd.md).
 
 Inverse (item 4): at steps t = 0, T, 2T, … (T = ``inverse_every``, counted per
 layer, after that step's metric update), every block is replaced by the
@@ -60,7 +69,7 @@ Step (item 5): the gradient [∇W | ∇b] (m × d) is preconditioned row by row,
 Δ_o = G_o⁻¹ g_o (per-neuron) or Δ = [∇W | ∇b] A⁻¹ (shared); then optional
 heavy-ball momentum on Δ (buf ← μ buf + Δ), optional decoupled weight decay
 (W ← W − lr·wd·W, weights only unless ``decay_bias``), and W ← W − lr·buf.
-Parameters outside any Linear layer (BatchNorm's γ, β) take the plain
+Parameters outside any layer (BatchNorm's γ, β) take the plain
 (momentum-)SGD step with the same lr.
 
 The layer inputs x and pre-activations a are captured by forward hooks that
@@ -82,21 +91,9 @@ shared, k blocks of b  2·N·d·b                  2·m·d·b                 2�
 
 plus, every T steps, m Cholesky factorisations and inverses of d × d
 (≈ m·d³ flops; shared: ≈ d³). Per-neuron metrics are kept as packed upper
-triangles (d(d+1)/2 floats each), their inverses as full d × d matrices.
-Example, 784-80-80-80-10, N = 50, dense (the authors'): metrics 0.62 M
-(first, 785²) + 2 × 0.27 M (hidden, 80·81·82/2) + 6.6 k (last, 81²) = 1.15 M
-floats, inverses 1.67 M, 11 MB in float32 together; per step ≈ 62 Mflop
-(first-layer metric) + 53 Mflop (hidden metrics) + 99 Mflop (first-layer
-preconditioning), against ≈ 23 Mflop for forward + backward.
-784-1000-1000-10 needs 1.5·1000·1001² ≈ 1.5·10⁹ floats (6 GB) for its hidden
-layer — use ``hidden_layers="shared"`` there.
-
-Why the authors' schedule cannot be cheap on a CPU: applying the dense
-785 × 785 first-layer inverse to the gradient costs 2·m·d² flops (2·N·d²
-through the gradient's rank-N factor), at least 62 Mflop per step, 2.7 times
-the forward + backward pass of 784-80-80-80-10; the step is compute-bound
-there, as Adam's is. ``metric_every`` and ``shared_block_size`` trade
-exactness for speed (measured in ``benchmarks/bench_rngd.py``).
+triangles (d(d+1)/2 floats each), their inverses as full d × d matrices; a
+wide hidden layer (m·d² large) wants ``hidden_layers="shared"``. Worked
+examples and the measured step times: docs/rngd.md.
 """
 
 from __future__ import annotations
@@ -109,44 +106,32 @@ from torch import nn
 
 from actionlab import activations as _act
 from actionlab._checks import ValueCheckError, check_choice, check_positive
-from actionlab.fisher.rfim import rfim_coefficient
+from actionlab.models import TwoLayer
 
 __all__ = ["RNGD", "LayerSpec", "describe_layers", "SUPPORTED_MODULES"]
 
 _PASS_THROUGH = (nn.Dropout, nn.Flatten, nn.Identity)
 _NORMS = (nn.BatchNorm1d,)
-_TORCH_ACTS = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.LeakyReLU, nn.Softplus, nn.GELU, nn.SiLU)
-SUPPORTED_MODULES = "nn.Linear, nn.BatchNorm1d, nn.ReLU / Tanh / Sigmoid / ELU / LeakyReLU / Softplus / GELU / SiLU, actionlab activation modules, nn.Dropout, nn.Flatten, nn.Identity"
+SUPPORTED_MODULES = (
+    f"nn.Linear, nn.BatchNorm1d, nn.Dropout, nn.Flatten, nn.Identity and the activations {_act.SUPPORTED_MODULES}"
+)
 
 
 def _activation_of(mod: nn.Module, relu_omega: float) -> _act.Activation | None:
-    """The actionlab Activation a module applies (None if it is not an activation)."""
-    if isinstance(mod, _act.ActivationModule):
-        a = mod.activation
-        if a.name == "relu":
-            return _act.get("relu_omega", omega=relu_omega, iota=0.0)
-        if a.name == "leaky_relu":
-            return _act.get("relu_omega", omega=relu_omega, iota=a.params.get("slope", 0.01))
-        return a
-    if isinstance(mod, nn.ReLU):
-        return _act.get("relu_omega", omega=relu_omega, iota=0.0)
-    if isinstance(mod, nn.LeakyReLU):
-        return _act.get("relu_omega", omega=relu_omega, iota=float(mod.negative_slope))
-    if isinstance(mod, nn.Tanh):
-        return _act.get("tanh")
-    if isinstance(mod, nn.Sigmoid):
-        return _act.get("sigmoid")
-    if isinstance(mod, nn.ELU):
-        return _act.get("elu", alpha=float(mod.alpha))
-    if isinstance(mod, nn.Softplus):
-        if float(mod.beta) != 1.0:
-            return _act.get("relu_omega", omega=1.0 / float(mod.beta), iota=0.0)
-        return _act.get("softplus")
-    if isinstance(mod, nn.SiLU):
-        return _act.get("silu")
-    if isinstance(mod, nn.GELU):
-        return _act.get("gelu")
-    return None
+    """The stand-in activation σ̄ = σ.smoothed(ω) whose RFIM weights the blocks (None: not an activation).
+
+    Linear, BatchNorm1d and the pass-through modules are not activations; any other module must be one
+    that :func:`actionlab.activations.from_module` knows.
+    """
+    if isinstance(mod, (nn.Linear, *_NORMS, *_PASS_THROUGH)):
+        return None
+    try:
+        return _act.from_module(mod).smoothed(relu_omega)
+    except ValueCheckError as err:
+        raise ValueCheckError(
+            f"RNGD does not support the layer {type(mod).__name__} ({mod}): {err}. Supported are {SUPPORTED_MODULES}. "
+            f"Convolutions have no relative-Fisher blocks here — use another optimizer for them"
+        ) from None
 
 
 def _flatten(module: nn.Module) -> list[nn.Module]:
@@ -171,24 +156,26 @@ def _sequence_of(model: nn.Module) -> list[nn.Module]:
             )
         return _flatten(net)
     raise ValueCheckError(
-        f"RNGD needs an nn.Sequential (or a model with an nn.Sequential .net such as actionlab.models.MLP), "
-        f"got {type(model).__name__}; wrap the layers in nn.Sequential of {SUPPORTED_MODULES}"
+        f"RNGD needs an nn.Sequential (or a model with an nn.Sequential .net such as actionlab.models.MLP) or an "
+        f"actionlab.models.TwoLayer, got {type(model).__name__}; wrap the layers in nn.Sequential of {SUPPORTED_MODULES}"
     )
 
 
-@dataclass
+@dataclass(eq=False)
 class LayerSpec:
-    """How RNGD treats one Linear layer."""
+    """How RNGD treats one affine layer x ↦ W x + b (an nn.Linear, or W, b / U, c of a TwoLayer)."""
 
-    index: int  # position of the Linear among the model's Linear layers
-    linear: nn.Linear
+    index: int  # position of the layer among the model's affine layers
+    weight: nn.Parameter = field(repr=False)  # m × D
+    bias: nn.Parameter | None = field(repr=False)  # m, or None
     kind: str  # "per_neuron" or "shared"
-    activation: _act.Activation | None  # the σ whose RFIM coefficient weights the blocks
-    act_module: nn.Module | None  # module whose input is the pre-activation a
+    activation: _act.Activation | None  # the σ̄ whose RFIM coefficient weights the blocks
+    linear: nn.Linear | None = field(default=None, repr=False)  # the module whose input is x (None: TwoLayer)
+    act_module: nn.Module | None = field(default=None, repr=False)  # module whose input is the pre-activation a
     d: int = 0
     m: int = 0
     blocks: int = 1  # shared metrics: number of diagonal blocks (1 = dense)
-    captured: dict = field(default_factory=dict)
+    captured: dict = field(default_factory=dict, repr=False)
 
     @property
     def block(self) -> int:
@@ -211,17 +198,38 @@ def damping_epsilon(trace: torch.Tensor, d: int, damping: float, relative_to: st
     return damping * trace / (d if relative_to == "mean_eigenvalue" else 1.0)
 
 
+def _layer_kind(k: int, n_layers: int, act, first_layer: str, hidden_layers: str) -> str:
+    """'per_neuron' for a layer followed by an activation that is neither the last nor a shared first one."""
+    first, last = k == 0, k == n_layers - 1
+    if act is None or last or (first and first_layer == "shared") or hidden_layers == "shared":
+        return "shared"
+    return "per_neuron"
+
+
+def _spec(k, weight, bias, kind, act, shared_block_size, linear=None, act_module=None) -> LayerSpec:
+    per = kind == "per_neuron"
+    spec = LayerSpec(k, weight, bias, kind, act if per else None, linear, act_module if per else None)
+    spec.m, spec.d = weight.shape[0], weight.shape[1] + (1 if bias is not None else 0)
+    if kind == "shared" and shared_block_size is not None and spec.d > shared_block_size:
+        spec.blocks = -(-spec.d // int(shared_block_size))
+    return spec
+
+
 def describe_layers(model: nn.Module, first_layer: str = "shared", hidden_layers: str = "per_neuron", relu_omega: float = 1.0,
                     shared_block_size: int | None = None) -> list[LayerSpec]:
     """The per-layer plan of RNGD for ``model`` (raises a clear error on unsupported modules)."""
+    if isinstance(model, TwoLayer):  # f = U σ(W z + b) + c: layers (W, b) then (U, c)
+        act = model.activation.smoothed(relu_omega)
+        kinds = [_layer_kind(k, 2, act, first_layer, hidden_layers) for k in (0, 1)]
+        return [_spec(0, model.W, model.b, kinds[0], act, shared_block_size),
+                _spec(1, model.U, model.c, kinds[1], None, shared_block_size)]
     mods = _sequence_of(model)
+    acts = []
     for i, m in enumerate(mods):
-        if isinstance(m, (nn.Linear, *_NORMS, *_PASS_THROUGH)) or _activation_of(m, relu_omega) is not None:
-            continue
-        raise ValueCheckError(
-            f"RNGD does not support layer {i} ({type(m).__name__}: {m}); supported are {SUPPORTED_MODULES}. "
-            f"Convolutions have no relative-Fisher blocks here — use another optimizer for them"
-        )
+        try:
+            acts.append(_activation_of(m, relu_omega))
+        except ValueCheckError as err:
+            raise ValueCheckError(f"layer {i}: {err}") from None
     linears = [i for i, m in enumerate(mods) if isinstance(m, nn.Linear)]
     if not linears:
         raise ValueCheckError("RNGD found no nn.Linear layer in the model")
@@ -232,21 +240,11 @@ def describe_layers(model: nn.Module, first_layer: str = "shared", hidden_layers
         for j in range(i + 1, len(mods)):
             if isinstance(mods[j], nn.Linear):
                 break
-            a = _activation_of(mods[j], relu_omega)
-            if a is not None:
-                act, act_mod = a, mods[j]
+            if acts[j] is not None:
+                act, act_mod = acts[j], mods[j]
                 break
-        first, last = k == 0, k == len(linears) - 1
-        if act is None or last or (first and first_layer == "shared") or hidden_layers == "shared":
-            kind = "shared"
-        else:
-            kind = "per_neuron"
-        spec = LayerSpec(k, lin, kind, act if kind == "per_neuron" else None, act_mod if kind == "per_neuron" else None)
-        spec.d = lin.in_features + (1 if lin.bias is not None else 0)
-        spec.m = lin.out_features
-        if kind == "shared" and shared_block_size is not None and spec.d > shared_block_size:
-            spec.blocks = -(-spec.d // int(shared_block_size))
-        specs.append(spec)
+        kind = _layer_kind(k, len(linears), act, first_layer, hidden_layers)
+        specs.append(_spec(k, lin.weight, lin.bias, kind, act, shared_block_size, lin, act_mod))
     return specs
 
 
@@ -254,8 +252,8 @@ class RNGD(torch.optim.Optimizer):
     """Relative natural gradient descent for MLPs (see the module docstring for every formula).
 
     Args:
-        model: an ``nn.Sequential`` of Linear / BatchNorm1d / activation layers or an
-            :class:`actionlab.models.MLP`.
+        model: an ``nn.Sequential`` of Linear / BatchNorm1d / activation layers, an
+            :class:`actionlab.models.MLP` or an :class:`actionlab.models.TwoLayer`.
         lr: learning rate.
         momentum: heavy-ball momentum μ on the preconditioned direction (0 = off).
         weight_decay: decoupled weight decay (W ← W − lr·wd·W), weights only unless ``decay_bias``.
@@ -320,15 +318,18 @@ class RNGD(torch.optim.Optimizer):
         self._param_group = {id(p): g for g in self.param_groups for p in g["params"]}
         self._in_layer = set()
         for s in self.specs:
-            self._in_layer.add(id(s.linear.weight))
-            if s.linear.bias is not None:
-                self._in_layer.add(id(s.linear.bias))
+            self._in_layer.add(id(s.weight))
+            if s.bias is not None:
+                self._in_layer.add(id(s.bias))
         self._hooks: list = []
         self._triu_cache: dict = {}
         self._register_hooks()
 
     # -- hooks ----------------------------------------------------------------------------
     def _register_hooks(self) -> None:
+        if isinstance(self.model, TwoLayer):
+            self._hooks.append(self.model.register_forward_hook(self._two_layer_hook))
+            return
         for s in self.specs:
             def pre_hook(mod, inputs, s=s):
                 if mod.training and torch.is_grad_enabled():
@@ -341,6 +342,16 @@ class RNGD(torch.optim.Optimizer):
                         s.captured["a"] = inputs[0].detach()
 
                 self._hooks.append(s.act_module.register_forward_pre_hook(act_hook))
+
+    def _two_layer_hook(self, model: TwoLayer, inputs, output) -> None:
+        """After a training forward of f = U σ(W z + b) + c: x = z, a = W z + b for (W, b); x = σ(a) for (U, c)."""
+        if model.training and torch.is_grad_enabled():
+            first, second = self.specs
+            with torch.no_grad():
+                z = inputs[0].detach()
+                a = z @ model.W.T + model.b
+                first.captured.update(x=z, a=a)
+                second.captured["x"] = model.activation(a)
 
     def remove_hooks(self) -> None:
         """Remove the forward hooks (the optimizer cannot step afterwards)."""
@@ -357,13 +368,13 @@ class RNGD(torch.optim.Optimizer):
                 "and backward pass with autograd on, then step() (and do not remove the hooks)"
             )
         x = x.reshape(-1, x.shape[-1])
-        xt = torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)], 1) if s.linear.bias is not None else x
+        xt = torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)], 1) if s.bias is not None else x
         nu = None
         if s.kind == "per_neuron":
             a = s.captured.get("a")
             if a is None:
                 raise ValueCheckError(f"RNGD: the pre-activation of layer {s.index} was not captured; run a training forward pass")
-            nu = rfim_coefficient(s.activation, a.reshape(-1, s.m).to(xt.dtype))
+            nu = s.activation.rfim_coefficient(a.reshape(-1, s.m).to(xt.dtype))
         return xt, nu
 
     def _triu(self, s: LayerSpec, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -399,7 +410,7 @@ class RNGD(torch.optim.Optimizer):
         """G ← ω G + (1 − ω) G_batch (ω already compounded over ``metric_every`` steps)."""
         xt, nu = self._batch_terms(s)
         N, d = xt.shape
-        W = s.linear.weight
+        W = s.weight
         if "metric" not in state:
             state["metric"] = self._initial_metric(s, W.dtype, W.device)
         G = state["metric"]
@@ -407,7 +418,7 @@ class RNGD(torch.optim.Optimizer):
         if s.kind == "per_neuron":
             # G_o ← ω G_o + (1−ω)/N Σ_n ν_no x̃_n x̃_nᵀ on the upper triangles (i ≤ j), one GEMM (m × N)·(N × d(d+1)/2)
             upper, _ = self._triu(s, xt.device)
-            # the full outer products then one index_select: ~5× faster on a CPU than gathering x̃_i and x̃_j
+            # the full outer products then one index_select: faster on a CPU than gathering x̃_i and x̃_j (docs/rngd.md)
             outer = (xt[:, :, None] * xt[:, None, :]).reshape(N, d * d).index_select(1, upper)
             G.mul_(decay).addmm_(nu.T.to(G.dtype), outer, alpha=(1.0 - decay) / N)
         elif s.blocks == 1:
@@ -450,7 +461,7 @@ class RNGD(torch.optim.Optimizer):
         """The running metric of the ``layer``-th Linear layer: (m, d, d) per neuron, (d, d) dense shared,
         (k, B, B) blocked shared (zero-padded last block); raises before the first step."""
         s = self.specs[layer]
-        st = self.state[s.linear.weight]
+        st = self.state[s.weight]
         if "metric" not in st:
             raise ValueCheckError(f"RNGD has no metric for layer {layer} yet; it is built at the first step()")
         return self._dense(s, st["metric"])
@@ -468,7 +479,7 @@ class RNGD(torch.optim.Optimizer):
         Ginv = state["inverse"]
         if s.kind == "per_neuron":
             # G_o⁻¹ g_o as the row product g_oᵀ G_o⁻¹ (the inverse is symmetric): one pass over the m × d × d
-            # inverses, ~3× faster on a CPU than bmm with a single column
+            # inverses, faster on a CPU than bmm with a single column (docs/rngd.md)
             return torch.matmul(grad.to(Ginv.dtype)[:, None, :], Ginv)[:, 0, :].to(grad.dtype)
         if s.blocks == 1:
             return (grad.to(Ginv.dtype) @ Ginv).to(grad.dtype)
@@ -477,7 +488,7 @@ class RNGD(torch.optim.Optimizer):
 
     def preconditioned_gradients(self) -> dict[int, torch.Tensor]:
         """The preconditioned directions [ΔW | Δb] (m × d) of the last step, by layer index (for inspection)."""
-        return {s.index: self.state[s.linear.weight]["last_direction"] for s in self.specs if "last_direction" in self.state[s.linear.weight]}
+        return {s.index: self.state[s.weight]["last_direction"] for s in self.specs if "last_direction" in self.state[s.weight]}
 
     # -- step -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -488,7 +499,7 @@ class RNGD(torch.optim.Optimizer):
                 loss = closure()
         done: set[int] = set()
         for s in self.specs:
-            W, b = s.linear.weight, s.linear.bias
+            W, b = s.weight, s.bias
             group = self._param_group.get(id(W))
             if group is None:  # frozen layer
                 continue
@@ -561,5 +572,5 @@ class RNGD(torch.optim.Optimizer):
         for s in self.specs:
             act = f", ν of {s.activation!r}" if s.activation is not None else ""
             blocks = f", {s.blocks} blocks of ≤ {s.block}" if s.blocks > 1 else ""
-            lines.append(f"  layer {s.index}: Linear({s.linear.in_features}→{s.linear.out_features}) {s.kind}, d={s.d}{blocks}{act}")
+            lines.append(f"  layer {s.index}: {'Linear' if s.linear is not None else 'affine'}({s.weight.shape[1]}→{s.m}) {s.kind}, d={s.d}{blocks}{act}")
         return "\n".join(lines)

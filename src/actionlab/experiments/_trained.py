@@ -1,14 +1,18 @@
-"""Shared helpers of the θ* experiments (j-stats, theta-star, embedding-dim, scaling, conjecture, early-stop).
+"""The trained classifiers the θ* experiments share: their data spec, embeddings and trained θ*, cached on disk.
 
-* :func:`load_splits` – the data as the notes used it (Fashion-MNIST, pixels in [0, 1]);
+Owns what theta-star, j-stats, embedding-dim, scaling, conjecture and early-stop
+have in common:
+
+* :class:`DataSpec` / :func:`load_splits` – the data as the notes used it (Fashion-MNIST, pixels in [0, 1]);
 * :func:`get_embedding` / :func:`get_theta_star` – embed and train θ* once, cached on disk
-  keyed by the full configuration, so that experiments reuse a trained θ*;
+  keyed by the full configuration, so that experiments reuse a trained θ*
+  (the training itself is :mod:`actionlab.embeddings`');
 * :func:`gaussianity` / :func:`histogram_figure` – the element statistics the notes describe
   ("Gaussian distributed elements, centred at zero", "highly biased");
 * :func:`dominance` – which named term dominates S_n and by how much.
 
-Nothing here re-derives a formula of the notes: the series and the named terms come from
-:mod:`actionlab.expansion`.
+Nothing here re-derives a formula of the notes: the series, the named terms and the
+moment tensors J come from :mod:`actionlab.expansion`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 import torch
 
 from actionlab import embeddings as _emb
+from actionlab._display import short_repr
 
 __all__ = [
     "DataSpec",
@@ -33,7 +38,6 @@ __all__ = [
     "load_splits",
     "get_embedding",
     "get_theta_star",
-    "train_classifier",
     "gaussianity",
     "histogram_figure",
     "dominance",
@@ -41,7 +45,7 @@ __all__ = [
     "spec_key",
 ]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the held-out validation part is data.splits.stratified_holdout's
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -60,27 +64,65 @@ def spec_key(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _choices_of_activations() -> tuple[str, ...]:
+    from actionlab.activations import names
+
+    return tuple(names())
+
+
+#: help text and admissible values of the settings the θ* experiments share (see :func:`shared_param`)
+SHARED_PARAMS: dict[str, dict] = {
+    "dataset": dict(help="data set the classifier is trained on (notes' script: fashion-mnist; pixels in [0, 1])",
+                    choices=("digits", "fashion-mnist", "mnist", "cifar10")),
+    "standardize": dict(help="standardisation of the pixels before embedding: none | centre | zscore "
+                             "(train-split statistics)", choices=("none", "centre", "center", "zscore")),
+    "embedding": dict(help="the embedding z (001 §1.1): raw pixels, pca, pool, or a learned linear map trained "
+                           "jointly with the classifier (the notes' script)", choices=("raw", "pca", "pool", "learned")),
+    "dim": dict(help="embedding dimension E (001 §1.1; notes' script: 1024); ignored for raw", min=1),
+    "hidden": dict(help="hidden width H of θ* = (U, c, W, b) (001 §1.1; notes' script: 4096)", min=1),
+    "activation": dict(help="hidden activation σ (notes: silu)", choices=_choices_of_activations()),
+    "epochs": dict(help="AdamW epochs at most (early stopping on the validation loss may stop sooner)", min=1),
+    "patience": dict(help="early stopping: evaluations without a better validation loss before stopping", min=1),
+    "batch_size": dict(help="mini-batch size in samples (notes' script: 4096)", min=1),
+    "lr": dict(help="AdamW learning rate (Keras default 1e-3)", min=0, exclusive_min=True),
+    "weight_decay": dict(help="AdamW decoupled weight decay (Keras default 0.004)", min=0),
+    "train_per_class": dict(help="training samples per class (balanced, seeded subset); empty = the whole train split",
+                            min=1),
+    "test_per_class": dict(help="test samples per class (balanced, seeded subset); empty = the whole test split", min=1),
+    "cache": dict(help="reuse / store the trained θ* on disk, keyed by every setting"),
+    "cache_dir": dict(help="folder of the θ* cache; empty = $ACTIONLAB_CACHE or ~/.cache/actionlab"),
+}
+
+
+def shared_param(name: str, default: Any) -> Any:
+    """The config field ``name`` with the shared help text and range of :data:`SHARED_PARAMS`."""
+    from actionlab.experiments._registry import param
+
+    meta = dict(SHARED_PARAMS[name])
+    return param(default, meta.pop("help"), **meta)
+
+
 @dataclass
 class ThetaStarSettings:
     """The settings that define a trained θ* (the notes' Keras set-up, papers.md): data,
     embedding, classifier and AdamW training. Experiments that analyse θ* inherit these
     fields, so equal settings share one cached θ*."""
 
-    dataset: str = "fashion-mnist"
-    standardize: str = "none"
-    embedding: str = "learned"
-    dim: int = 1024
-    hidden: int = 2048
-    activation: str = "silu"
-    epochs: int = 20
-    patience: int = 3
-    batch_size: int = 4096
-    lr: float = 1e-3
-    weight_decay: float = 0.004
-    train_per_class: int | None = None
-    test_per_class: int | None = None
-    cache: bool = True
-    cache_dir: str | None = None
+    dataset: str = shared_param("dataset", "fashion-mnist")
+    standardize: str = shared_param("standardize", "none")
+    embedding: str = shared_param("embedding", "learned")
+    dim: int = shared_param("dim", 1024)
+    hidden: int = shared_param("hidden", 2048)
+    activation: str = shared_param("activation", "silu")
+    epochs: int = shared_param("epochs", 20)
+    patience: int = shared_param("patience", 3)
+    batch_size: int = shared_param("batch_size", 4096)
+    lr: float = shared_param("lr", 1e-3)
+    weight_decay: float = shared_param("weight_decay", 0.004)
+    train_per_class: int | None = shared_param("train_per_class", None)
+    test_per_class: int | None = shared_param("test_per_class", None)
+    cache: bool = shared_param("cache", True)
+    cache_dir: str | None = shared_param("cache_dir", None)
 
 
 #: the θ* settings of the quick presets (shared so that quick runs reuse one cached θ*)
@@ -115,18 +157,15 @@ def load_splits(spec: DataSpec, dtype: torch.dtype = torch.float32):
     """
     from actionlab import data
 
-    kw = dict(standardize=spec.standardize, seed=spec.seed, dtype=dtype)
-    tr_kw = dict(kw)
-    te_kw = dict(kw)
-    if spec.train_per_class:
-        tr_kw.update(balance=True, per_class=spec.train_per_class)
-    if spec.test_per_class:
-        te_kw.update(balance=True, per_class=spec.test_per_class)
-    train = data.load(spec.dataset, "train", **tr_kw)
-    test = data.load(spec.dataset, "test", **te_kw)
+    base = data.LoadSpec(standardize=spec.standardize, seed=spec.seed, dtype=dtype)
+    train_spec = base.replace(balance=True, per_class=spec.train_per_class) if spec.train_per_class else base
+    test_spec = base.replace(balance=True, per_class=spec.test_per_class) if spec.test_per_class else base
+    train = data.load(spec.dataset, "train", train_spec)
+    test = data.load(spec.dataset, "test", test_spec)
     return train, test
 
 
+@short_repr
 @dataclass
 class ThetaStar:
     """A trained θ* with the embedded data it was trained (train) and is evaluated (test) on."""
@@ -209,44 +248,6 @@ def _jsonable(obj: Any) -> Any:
     return to_jsonable(obj)
 
 
-def train_classifier(
-    train: Any,
-    hidden: int,
-    cfg: _emb.LearnedConfig,
-    *,
-    seed: int = 0,
-    device: str | None = None,
-    progress: bool = True,
-    callbacks: tuple = (),
-):
-    """Train a Glorot-initialised TwoLayer on fixed z: AdamW, early stopping on a held-out
-    validation part of ``train`` (best weights restored) — the same procedure as the learned
-    embedding's joint training.  Returns (model, record)."""
-    from actionlab import train as _train
-    from actionlab.models import TwoLayer
-
-    gen = torch.Generator().manual_seed(seed)
-    model = TwoLayer.glorot(train.num_classes, hidden, train.z.shape[1], activation=cfg.activation,
-                            generator=gen, dtype=train.z.dtype)
-    tr_idx, va_idx = _emb._stratified_split(train.labels, cfg.val_fraction, seed)
-    stopper = _emb.ValLossEarlyStop(train.z[va_idx], train.labels[va_idx], patience=cfg.patience)
-    hist = _train.fit(
-        model, (train.z[tr_idx], train.labels[tr_idx]), eval=(train.z[va_idx], train.labels[va_idx]),
-        optimizer="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, epochs=cfg.epochs,
-        batch_size=cfg.batch_size, callbacks=(stopper, *callbacks), seed=seed, device=device,
-        progress=progress, max_steps=cfg.max_steps,
-    )
-    stopper.restore(model)
-    model = model.cpu().eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    record = {"config": dataclasses.asdict(cfg), "hidden": hidden, "n_train": len(tr_idx), "n_validation": len(va_idx),
-              "validation_losses": stopper.losses, "best_evaluation": stopper.best_index,
-              "best_validation_loss": stopper.best_loss, "stopped_early": stopper.stopped,
-              "wall_time_s": getattr(hist, "wall_time_s", None)}
-    return model, record
-
-
 def get_theta_star(
     data: DataSpec,
     embedding: str = "learned",
@@ -289,7 +290,7 @@ def get_theta_star(
         model.eval()
         cached = True
     else:
-        model, record = train_classifier(tr, hidden, cfg, seed=seed, device=device, progress=progress)
+        model, record = _emb.train_classifier(tr, cfg, seed=seed, device=device, progress=progress)
         record["cache_key"] = key
         if cache:
             folder.mkdir(parents=True, exist_ok=True)
@@ -344,15 +345,17 @@ def looks_gaussian_centred(st: dict, skew_tol: float = 0.5, kurt_tol: float = 1.
             and abs(st["mean"]) < centre_tol * st["std"])
 
 
-def histogram_figure(arrays: dict[str, torch.Tensor], title: str = "", bins: int = 120, max_points: int = 2_000_000):
-    """One panel per tensor: histogram of its elements with the normal of the same mean/std overlaid."""
+def histogram_figure(arrays: dict[str, torch.Tensor], title: str = "", bins: int | str = "auto",
+                     max_points: int = 2_000_000):
+    """One panel per tensor: density histogram of its elements (central 99.9 %, log scale) with the normal of
+    the same mean and std overlaid; ``bins="auto"`` is numpy's rule (the larger of Sturges' and Freedman–Diaconis')."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = len(arrays)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4))
+    fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 3.8))
     axes = np.atleast_1d(axes)
     rng = np.random.default_rng(0)
     for ax, (name, t) in zip(axes, arrays.items()):
@@ -363,18 +366,23 @@ def histogram_figure(arrays: dict[str, torch.Tensor], title: str = "", bins: int
         lo, hi = np.quantile(a, [0.0005, 0.9995]) if a.size > 100 else (a.min(), a.max())
         if hi <= lo:
             lo, hi = a.min() - 0.5, a.max() + 0.5
-        dens, _, _ = ax.hist(a, bins=bins, range=(lo, hi), density=True, color="tab:blue", alpha=0.75)
+        inside = a[(a >= lo) & (a <= hi)]
+        dens, _, _ = ax.hist(inside, bins=bins, range=(lo, hi), density=True, color="tab:blue", alpha=0.75,
+                             label="elements")
         if sd > 0:
             xs = np.linspace(lo, hi, 400)
-            ax.plot(xs, np.exp(-0.5 * ((xs - mu) / sd) ** 2) / (sd * math.sqrt(2 * math.pi)), "r-", lw=1, label="normal, same mean/std")
+            ax.plot(xs, np.exp(-0.5 * ((xs - mu) / sd) ** 2) / (sd * math.sqrt(2 * math.pi)), "r-", lw=1,
+                    label="normal, same mean/std")
         ax.axvline(0.0, color="k", lw=0.6)
         ax.set_title(f"{name}\nmean {mu:.3g}, frac<0 {np.mean(a < 0):.2f} (central 99.9 %)", fontsize=9)
+        ax.set_xlabel("element value")
+        ax.set_ylabel("density (log scale)")
         ax.set_yscale("log")
+        ax.locator_params(axis="x", nbins=5)  # few x ticks: the labels of small values do not overlap
         pos = dens[dens > 0]
         if pos.size:
-            ax.set_ylim(pos.min() * 0.3, pos.max() * 3)
-        if sd > 0:
-            ax.legend(fontsize=7)
+            ax.set_ylim(pos.min() * 0.3, pos.max() * 30)  # head room above the peak for the legend
+        ax.legend(fontsize=7, loc="upper right", framealpha=0.8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -415,29 +423,3 @@ def learned_config_from(cfg: Any) -> _emb.LearnedConfig:
     base = _emb.LearnedConfig()
     kw = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(base) if hasattr(cfg, f.name)}
     return dataclasses.replace(base, **kw)
-
-
-def j_tensors(z: torch.Tensor, labels: torch.Tensor, n: int, num_classes: int | None = None) -> torch.Tensor:
-    """J_{αγ1…γn} = E_p[z_γ1⋯z_γn] − E_{p(z|α)}[z_γ1⋯z_γn] (notes 001 eqs. after (6) and §2.4, §2.5),
-    materialised for n = 1, 2, from :func:`actionlab.expansion.j_tensor`."""
-    try:
-        from actionlab.expansion import j_tensor
-    except ImportError:  # expansion module not there yet: the same moments, computed directly
-        return _j_direct(z, labels, n, num_classes)
-    return j_tensor(z, labels, n, num_classes=num_classes)
-
-
-def _j_direct(z: torch.Tensor, labels: torch.Tensor, n: int, num_classes: int | None = None) -> torch.Tensor:
-    M = int(num_classes or int(labels.max()) + 1)
-    zz = z.double()
-    if n == 1:
-        overall = zz.mean(0)
-        return torch.stack([overall - zz[labels == a].mean(0) for a in range(M)]).to(z.dtype)
-    if n == 2:
-        overall = zz.T @ zz / len(zz)
-        out = []
-        for a in range(M):
-            za = zz[labels == a]
-            out.append(overall - za.T @ za / len(za))
-        return torch.stack(out).to(z.dtype)
-    raise ValueError("direct J only for n = 1, 2")

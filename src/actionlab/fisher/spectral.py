@@ -1,0 +1,337 @@
+"""Spectra of curvature operators: top eigenpairs, eigenvalue density (exact or SLQ), trace estimators.
+
+Every function takes anything :func:`actionlab.fisher.operators.as_operator`
+accepts (a :class:`~actionlab.fisher.operators.CurvatureOperator`, a symmetric
+tensor, RFIM blocks, a curvlinops operator).
+
+* **Density.** The spectral measure of an n × n symmetric A is
+  μ = (1/n) Σ_i δ(λ − λ_i), so that ∫ g dμ = tr g(A)/n. Exactly: the eigenvalues of
+  ``dense()`` (when the operator says its dense form is cheap). Otherwise by
+  stochastic Lanczos quadrature (Ubaru, Chen & Saad 2017; Lin, Saad & Yang 2016):
+  for each of ``probes`` Rademacher vectors v (‖v‖ = 1), ``steps`` Lanczos
+  steps with full re-orthogonalisation give the tridiagonal T_m = Σ_j θ_j e_j e_jᵀ
+  and the Gauss quadrature rule ∫ g dμ_v ≈ Σ_j τ_j² g(θ_j), τ_j = (e_j)_1, where
+  μ_v = Σ_i (vᵀu_i)² δ(λ − λ_i) has E[μ_v] = μ. The rule is exact for polynomials
+  of degree ≤ 2m − 1, so the moments tr Aᵏ/n (k < 2m) carry only the probe
+  error, reported as the standard error over probes. Its cumulative distribution
+  differs from μ_v's by at most the largest weight max_j τ_j² at every point (the
+  Chebyshev–Markov–Stieltjes inequalities).
+* **Dual operators.** A :class:`~actionlab.fisher.operators.DualFisherOperator`
+  (F*, CT × CT) stands for F (P × P, ``full_dim``): its non-zero eigenvalues are
+  F's (004, A.26–A.28), and F has P − CT further zeros (P ≥ CT), so the density of
+  F is (CT/P)·μ_{F*} + (1 − CT/P)·δ₀; with CT > P F's eigenvalues are the P largest of F*.
+* **Trace.** Hutchinson: tr A = E[zᵀAz] for Rademacher z, with the standard error
+  s/√N of the N samples. Hutch++ (Meyer, Musco, Musco & Woodruff 2021): with
+  m matrix-vector products, k = m/3, Q = orth(A S) for S of k Rademacher columns,
+  tr A = tr(QᵀAQ) + Hutchinson on (I − QQᵀ)A(I − QQᵀ) with k further probes; the
+  standard error is that of the residual term (the projected trace is exact given Q).
+* **Distributed operators** (``group=`` given to the operator, :mod:`actionlab.distributed`):
+  every rank calls the function with the same arguments; rank 0 alone runs the solver (its
+  probes, its ARPACK/Lanczos iterations) and each of its matrix–vector products is broadcast
+  (the block, P·k or CT·k numbers) and applied by all ranks together; the result is then sent
+  to every rank. So the probes are those of one process with the same ``seed`` and the result is
+  that of one process on the union of the shards (to round-off), identical on every rank.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from actionlab import distributed as _dist
+from actionlab._checks import ShapeError, ValueCheckError, check_choice
+from actionlab._display import short_repr
+from actionlab.fisher.operators import CurvatureOperator, as_operator
+
+__all__ = [
+    "EigenPairs",
+    "SpectralDensity",
+    "TraceEstimate",
+    "top_eigenpairs",
+    "lanczos_tridiagonal",
+    "spectral_density",
+    "ks_distance",
+    "hutchinson_trace",
+    "hutchpp_trace",
+]
+
+
+@short_repr
+@dataclass
+class EigenPairs:
+    """The k largest eigenvalues (descending) and their unit eigenvectors (n × k, columns)."""
+
+    values: np.ndarray
+    vectors: torch.Tensor
+    method: str
+
+
+@short_repr
+@dataclass
+class SpectralDensity:
+    """An eigenvalue density of the operator (of F for a dual operator) as per-probe quadrature rules.
+
+    ``nodes[i], weights[i]``: the rule of probe i (weights sum to 1; exact: one "probe" with
+    all eigenvalues, weight 1/dim each). ``density`` is the probe mean of the Gaussian-broadened
+    rules on ``grid`` (σ = ``sigma``), ``density_std`` its spread (standard deviation over probes),
+    ``moments[k-1]`` = tr Aᵏ/dim for k = 1..K with standard errors ``moments_se``.
+    """
+
+    method: str  # "exact" or "slq"
+    dim: int
+    nodes: np.ndarray  # (probes, m)
+    weights: np.ndarray  # (probes, m)
+    grid: np.ndarray
+    density: np.ndarray
+    density_std: np.ndarray
+    sigma: float
+    moments: np.ndarray
+    moments_se: np.ndarray
+    probes: int
+    steps: int
+
+    def cdf(self, x) -> np.ndarray:
+        """The estimated cumulative distribution μ((−∞, x]) (probe mean of the rules' step functions)."""
+        x = np.asarray(x, dtype=np.float64)
+        below = (self.nodes[:, :, None] <= x.reshape(-1)[None, None, :]) * self.weights[:, :, None]
+        return below.sum(1).mean(0).reshape(x.shape)
+
+    def max_weight(self) -> float:
+        """Probe mean of the largest node weight: the Chebyshev–Markov–Stieltjes bound on the CDF error."""
+        return float(self.weights.max(1).mean())
+
+
+@short_repr
+@dataclass
+class TraceEstimate:
+    """A stochastic trace estimate with its standard error and the matrix-vector products it used."""
+
+    estimate: float
+    stderr: float
+    num_matvecs: int
+    method: str
+    samples: np.ndarray  # the per-probe terms whose mean (plus the exact part for Hutch++) is the estimate
+
+
+class _Driven(CurvatureOperator):
+    """Rank 0's view of a distributed operator: every product is a request served by all ranks."""
+
+    def __init__(self, op: CurvatureOperator, call):
+        super().__init__(op.shape[0], op.dtype, op.device, op.full_dim)
+        self.dense_is_cheap, self._call = op.dense_is_cheap, call
+
+    def _matmat(self, V: torch.Tensor) -> torch.Tensor:
+        return self._call(0, V)
+
+    def dense(self, chunk: int = 256) -> torch.Tensor:
+        return self._call(1, None)
+
+
+def _collective(op: CurvatureOperator, fn):
+    """fn(op) — for a distributed operator run by rank 0 with the products served by every rank."""
+    group = op.group
+    if not _dist.is_distributed(group):
+        return fn(op)
+
+    def serve(cmd: int, V):
+        return op._matmat(V) if cmd == 0 else op.dense()
+
+    return _dist.rank0_drives(lambda call: fn(_Driven(op, call)), serve, group, op.dtype, op.device)
+
+
+def _rademacher(n: int, k: int, gen: torch.Generator, op: CurvatureOperator) -> torch.Tensor:
+    z = torch.randint(0, 2, (n, k), generator=gen).to(dtype=torch.float64) * 2 - 1
+    return z.to(dtype=op.dtype, device=op.device)
+
+
+def _cheap(op: CurvatureOperator, max_dense_dim: int) -> bool:
+    return bool(op.dense_is_cheap) and op.shape[0] <= max_dense_dim
+
+
+def top_eigenpairs(
+    op, k: int = 1, *, method: str = "auto", tol: float = 1e-10, maxiter: int | None = None, seed: int = 0,
+    max_dense_dim: int = 4000,
+) -> EigenPairs:
+    """The k largest eigenpairs: ``torch.linalg.eigh`` of ``dense()`` (``"dense"``) or Lanczos
+    (``scipy.sparse.linalg.eigsh`` on ``to_scipy()``, ``"lanczos"``); ``"auto"`` picks dense when cheap.
+
+    For a dual operator the eigenvectors live in the CT-dimensional dual space.
+    """
+    from scipy.sparse.linalg import eigsh
+
+    op = as_operator(op)
+    if _dist.is_distributed(op.group):
+        return _collective(op, lambda o: top_eigenpairs(o, k, method=method, tol=tol, maxiter=maxiter, seed=seed,
+                                                        max_dense_dim=max_dense_dim))
+    check_choice(method, ("auto", "dense", "lanczos"), "method")
+    n = op.shape[0]
+    if not 1 <= k <= n:
+        raise ValueCheckError(f"k must lie in 1..{n} (the operator's size), got {k}")
+    if method == "dense" or (method == "auto" and (_cheap(op, max_dense_dim) or k >= n - 1)):
+        w, V = torch.linalg.eigh(op.dense().to(torch.float64))
+        return EigenPairs(w.flip(0)[:k].cpu().numpy(), V.flip(1)[:, :k], "dense")
+    if k >= n - 1:
+        raise ValueCheckError(f"Lanczos (eigsh) needs k < n − 1 = {n - 1}; use method='dense'")
+    v0 = np.random.default_rng(seed).standard_normal(n)
+    w, V = eigsh(op.to_scipy(), k=k, which="LA", tol=tol, maxiter=maxiter, v0=v0)
+    order = np.argsort(w)[::-1]
+    return EigenPairs(w[order], torch.as_tensor(V[:, order].copy()), "lanczos")
+
+
+def lanczos_tridiagonal(op, V0: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``steps`` Lanczos steps from each column of V0 (n × p) at once, fully re-orthogonalised.
+
+    Returns (α, β) of shapes (p, m) and (p, m − 1): the tridiagonal T_m of each start vector.
+    On breakdown (an invariant subspace found) the remaining basis vectors are zero, so T_m
+    gains a zero block whose eigenvectors have zero first component (weight 0 in the quadrature).
+    """
+    op = as_operator(op)
+    if _dist.is_distributed(op.group):
+        return _collective(op, lambda o: lanczos_tridiagonal(o, V0, steps))
+    n, p = V0.shape
+    m = int(min(steps, n))
+    Q = torch.zeros(m, n, p, dtype=V0.dtype, device=V0.device)
+    alpha = torch.zeros(p, m, dtype=V0.dtype, device=V0.device)
+    beta = torch.zeros(p, max(m - 1, 0), dtype=V0.dtype, device=V0.device)
+    q = V0 / V0.norm(dim=0, keepdim=True)
+    for j in range(m):
+        Q[j] = q
+        w = op.matmat(q).to(V0.dtype)
+        alpha[:, j] = (q * w).sum(0)
+        for _ in range(2):  # full re-orthogonalisation, twice ("twice is enough")
+            w = w - torch.einsum("inp,ip->np", Q[: j + 1], torch.einsum("inp,np->ip", Q[: j + 1], w))
+        if j == m - 1:
+            break
+        b = w.norm(dim=0)
+        scale = torch.maximum(alpha[:, : j + 1].abs().amax(1), b if j == 0 else torch.maximum(b, beta[:, :j].amax(1)))
+        alive = b > 1e-10 * scale.clamp_min(1e-300)
+        beta[:, j] = torch.where(alive, b, torch.zeros_like(b))
+        q = torch.where(alive[None, :], w / b.clamp_min(1e-300)[None, :], torch.zeros_like(w))
+    return alpha, beta
+
+
+def _slq_rules(op: CurvatureOperator, probes: int, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    gen = torch.Generator().manual_seed(int(seed))
+    V0 = _rademacher(op.shape[0], probes, gen, op).to(torch.float64)
+    alpha, beta = lanczos_tridiagonal(op, V0, steps)
+    Tm = torch.diag_embed(alpha) + torch.diag_embed(beta, 1) + torch.diag_embed(beta, -1)
+    theta, U = torch.linalg.eigh(Tm)
+    return theta.cpu().numpy(), (U[:, 0, :] ** 2).cpu().numpy()
+
+
+def _to_full_dim(nodes: np.ndarray, weights: np.ndarray, n: int, full: int, exact: bool):
+    if full == n:
+        return nodes, weights
+    if full > n:  # F has full − n extra zero eigenvalues
+        z = np.zeros((nodes.shape[0], 1))
+        return np.hstack([nodes, z]), np.hstack([weights * n / full, z + (full - n) / full])
+    if not exact:
+        raise ValueCheckError(f"SLQ of a dual operator with CT = {n} > P = {full} cannot drop F*'s extra zeros; "
+                              f"use method='exact' or a FisherOperator")
+    keep = np.sort(nodes[0])[::-1][:full]  # F's eigenvalues: the P largest of F*
+    return keep[None, :], np.full((1, full), 1.0 / full)
+
+
+def spectral_density(
+    op, *, method: str = "auto", probes: int = 20, steps: int = 40, num_moments: int = 4,
+    grid: np.ndarray | None = None, num_grid: int = 400, sigma: float | None = None, seed: int = 0,
+    max_dense_dim: int = 4000,
+) -> SpectralDensity:
+    """The eigenvalue density of ``op`` — of F for a dual operator (see the module docstring).
+
+    ``method="exact"`` (eigenvalues of ``dense()``), ``"slq"`` (``probes`` × ``steps`` Lanczos),
+    ``"auto"``: exact when the dense form is cheap and n ≤ ``max_dense_dim``. The density on
+    ``grid`` is Gaussian-broadened with width ``sigma`` (default: 1/100 of the spectral range).
+    """
+    op = as_operator(op)
+    if _dist.is_distributed(op.group):
+        return _collective(op, lambda o: spectral_density(
+            o, method=method, probes=probes, steps=steps, num_moments=num_moments, grid=grid, num_grid=num_grid,
+            sigma=sigma, seed=seed, max_dense_dim=max_dense_dim))
+    check_choice(method, ("auto", "exact", "slq"), "method")
+    if probes < 1 or steps < 1:
+        raise ValueCheckError(f"probes and steps must be ≥ 1, got {probes}, {steps}")
+    n = op.shape[0]
+    exact = method == "exact" or (method == "auto" and _cheap(op, max_dense_dim))
+    if exact:
+        nodes = torch.linalg.eigvalsh(op.dense().to(torch.float64)).cpu().numpy()[None, :]
+        weights = np.full_like(nodes, 1.0 / n)
+    else:
+        nodes, weights = _slq_rules(op, probes, steps, seed)
+    nodes, weights = _to_full_dim(nodes, weights, n, op.full_dim, exact)
+    lo, hi = float(nodes.min()), float(nodes.max())
+    if sigma is None:
+        sigma = (hi - lo) / 100 if hi > lo else max(abs(hi), 1.0) * 1e-2
+    if sigma <= 0:
+        raise ValueCheckError(f"sigma must be > 0, got {sigma}")
+    g = np.linspace(lo - 5 * sigma, hi + 5 * sigma, int(num_grid)) if grid is None else np.asarray(grid, float)
+    kern = np.exp(-0.5 * ((g[None, None, :] - nodes[:, :, None]) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+    per_probe = (weights[:, :, None] * kern).sum(1)
+    mom = np.stack([(weights * nodes**k).sum(1) for k in range(1, num_moments + 1)], axis=1)  # (probes, K)
+    p = nodes.shape[0]
+    se = mom.std(0, ddof=1) / np.sqrt(p) if p > 1 else np.zeros(num_moments)
+    return SpectralDensity(
+        method="exact" if exact else "slq", dim=op.full_dim, nodes=nodes, weights=weights, grid=g,
+        density=per_probe.mean(0), density_std=per_probe.std(0, ddof=1) if p > 1 else np.zeros_like(g),
+        sigma=float(sigma), moments=mom.mean(0), moments_se=se, probes=p, steps=0 if exact else int(steps),
+    )
+
+
+def ks_distance(a: SpectralDensity, b, atol: float = 0.0) -> float:
+    """sup_x |F_a(x) − F_b(x)| between a density's CDF and another density's (or a list of eigenvalues').
+
+    With ``atol`` > 0 eigenvalues closer than ``atol`` count as equal (round-off zeros at ±1e-16
+    against exact zeros): sup_x max(F_a(x) − F_b(x + atol), F_b(x) − F_a(x + atol), 0), the
+    Kolmogorov–Smirnov distance for ``atol`` = 0.
+    """
+    if not isinstance(b, SpectralDensity):
+        ev = np.asarray(b, dtype=np.float64).reshape(1, -1)
+        if ev.size == 0:
+            raise ShapeError("ks_distance needs at least one eigenvalue")
+        b = SpectralDensity("exact", ev.size, ev, np.full_like(ev, 1.0 / ev.size), np.zeros(0), np.zeros(0),
+                            np.zeros(0), 1.0, np.zeros(0), np.zeros(0), 1, 0)
+    if atol < 0:
+        raise ValueCheckError(f"atol must be ≥ 0, got {atol}")
+    pts = np.unique(np.concatenate([a.nodes.ravel(), b.nodes.ravel()]))
+    xs = np.concatenate([pts, np.nextafter(pts, -np.inf), pts - atol, np.nextafter(pts - atol, -np.inf)])
+    d1 = a.cdf(xs) - b.cdf(xs + atol)
+    d2 = b.cdf(xs) - a.cdf(xs + atol)
+    return float(max(d1.max(), d2.max(), 0.0))
+
+
+def hutchinson_trace(op, num_matvecs: int = 100, *, seed: int = 0, chunk: int = 64) -> TraceEstimate:
+    """tr A ≈ (1/N) Σ_i z_iᵀ A z_i, z_i Rademacher, standard error s/√N (N = ``num_matvecs``)."""
+    op = as_operator(op)
+    if _dist.is_distributed(op.group):
+        return _collective(op, lambda o: hutchinson_trace(o, num_matvecs, seed=seed, chunk=chunk))
+    if num_matvecs < 2:
+        raise ValueCheckError(f"num_matvecs must be ≥ 2 for a standard error, got {num_matvecs}")
+    gen = torch.Generator().manual_seed(int(seed))
+    samples = []
+    for s in range(0, num_matvecs, chunk):
+        Z = _rademacher(op.shape[0], min(chunk, num_matvecs - s), gen, op)
+        samples.append((Z * op.matmat(Z)).sum(0).to(torch.float64).cpu())
+    x = torch.cat(samples).numpy()
+    return TraceEstimate(float(x.mean()), float(x.std(ddof=1) / np.sqrt(x.size)), int(num_matvecs), "hutchinson", x)
+
+
+def hutchpp_trace(op, num_matvecs: int = 99, *, seed: int = 0) -> TraceEstimate:
+    """Hutch++: tr(QᵀAQ) + (1/k) Σ_i g̃_iᵀ A g̃_i, g̃ = (I − QQᵀ)g, Q = orth(A S), k = ``num_matvecs`` // 3."""
+    op = as_operator(op)
+    if _dist.is_distributed(op.group):
+        return _collective(op, lambda o: hutchpp_trace(o, num_matvecs, seed=seed))
+    k = int(num_matvecs) // 3
+    if k < 2:
+        raise ValueCheckError(f"Hutch++ needs num_matvecs ≥ 6 (k = m/3 ≥ 2 for a standard error), got {num_matvecs}")
+    n = op.shape[0]
+    k = min(k, n)
+    gen = torch.Generator().manual_seed(int(seed))
+    S = _rademacher(n, k, gen, op)
+    Q, _ = torch.linalg.qr(op.matmat(S))
+    exact_part = float(torch.trace(Q.T @ op.matmat(Q)))
+    G = _rademacher(n, k, gen, op)
+    G = G - Q @ (Q.T @ G)
+    x = (G * op.matmat(G)).sum(0).to(torch.float64).cpu().numpy()
+    return TraceEstimate(exact_part + float(x.mean()), float(x.std(ddof=1) / np.sqrt(k)), 3 * k, "hutch++", x)
