@@ -128,7 +128,9 @@ def test_half_precision_inputs_are_refused_with_the_fix(half):
     calls = {
         "action_series params": lambda: action_series(h, z, labels, 2, activation="silu"),
         "action_series z": lambda: action_series(theta, z.to(half), labels, 2, activation="silu"),
-        "action_series base": lambda: action_series(theta, z, labels, 2, base={k: v.to(half) for k, v in base.items()}, activation="silu"),
+        "action_series base": lambda: action_series(
+            theta, z, labels, 2, base={k: v.to(half) for k, v in base.items()}, activation="silu"
+        ),
         "action_exact": lambda: action_exact(h, z, labels, activation="silu"),
         "terms": lambda: terms(h, z, labels, activation="silu"),
         "leading_series": lambda: leading_series(theta, z.to(half), labels, 2, activation="silu"),

@@ -1,22 +1,43 @@
-"""``actionlab early-stop``: the notes' §3 rule ∇S_T·∇S_E = 0 against the minimum of S_E.
+"""``actionlab early-stop``: the notes' §3 rule ∇S_T·∇S_E = 0 against the minimum of S_E, regime by regime.
 
-Note 001 §3, eq. (7): with empirical training and evaluation distributions p_T, p_E, training by
-gradient descent on S_T should stop where ∇S_E turns against ∇S_T,
+Note 001 §3, eq. (7): with empirical training and evaluation distributions p_T, p_E, training should
+stop where ∇S_E turns against ∇S_T,
 
     ∇S_T(θ) · ∇S_E(θ) = 0,
 
-"especially important when the data size is quite limited".  For every training-set size of a grid
-this experiment trains the classifier (for the ``learned`` embedding: the linear embedding and the
-TwoLayer together, from scratch, on that training set only; otherwise a TwoLayer on the fixed
-embedding) well past the optimum while :class:`actionlab.train.GradientAlignmentStop` records S_T,
-S_E and ∇S_T·∇S_E over all trainable parameters (with ``stop=False``, so that training goes on and
-the minimum of S_E can be found).  The rule's step — the first evaluation where the (smoothed) dot
-product is ≤ 0 — is compared with the step of the smallest S_E: gap in steps and in test loss.
-S_E is the test split (the notes' p_E).
+"especially important when the data size is quite limited".  The rule comes from gradient flow
+θ̇ = −∇S_T, along which dS_E/dt = −∇S_E·∇S_T: S_E is minimal exactly where the dot product crosses
+zero.  Gradient descent with step η changes S_E by
+
+    S_E(θ_{k+1}) − S_E(θ_k) = −η ∇S_E·∇S_T + (η²/2) ∇S_Tᵀ H_E ∇S_T + O(η³),
+
+so for small η (against the sharpness λ_max of S_T along the path: GD is stable for η < 2/λ_max)
+and with both gradients on the full sets at every step, the raw rule fires at argmin S_E within a
+step or so.  This experiment tests that first and then how it degrades, as one-factor-at-a-time
+sweeps around the gradient-flow baseline (full-batch GD, η = f₀·2/λ_max(θ₀), N₀ training samples):
+
+* step size: η = f·2/λ_max(θ₀) for the fractions ``lr_fractions`` (small … near the stability limit);
+* batch size: full batch and the mini-batch sizes ``batch_sizes`` at the baseline η;
+* optimizer: GD, heavy-ball SGD (momentum μ, lr = η(1 − μ): the same effective step η/(1 − μ) = η)
+  and Adam (lr ``adam_lr``);
+* training-set size: ``sizes`` at the baseline η.
+
+λ_max(θ) is the largest eigenvalue of the Fisher information of the softmax outputs (the
+Gauss–Newton part of the Hessian of S_T; :func:`actionlab.fisher.empirical.lanczos_lambda_max`
+with ``outputs="cross_entropy"``) on at most ``lambda_samples`` training samples, measured at θ₀
+(it sets η) and at the S_E minimum (the sharpness GD met there).  Every regime is trained for
+``seeds`` seeds; a seed redraws the data subsample, refits the embedding, reinitialises the model and
+reorders the batches.  :class:`actionlab.train.GradientAlignmentStop` records S_T, S_E and
+∇S_T·∇S_E over all trainable parameters on the full training set and the (``test_per_class``-
+balanced) test set every ``measure_every`` steps, with ``stop=False`` so that training goes on past
+the minimum.  Per regime: the raw rule's step, argmin S_E, the gap in steps and in nats
+(S_E(rule) − min S_E), with t-intervals over seeds (:func:`actionlab.stats.mean_interval`), and a
+verdict by :func:`judge_regime` against tolerances stated before the measurement.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -24,15 +45,20 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from actionlab import activations as _act
+from actionlab._display import short_repr
 from actionlab.config import RunOptions, seed_everything
 from actionlab.embeddings import KINDS as EMBEDDING_KINDS
 from actionlab.embeddings import EmbeddedClassifier
-from actionlab import activations as _act
 from actionlab.experiments._registry import param, register_experiment
 from actionlab.experiments._trained import DataSpec, get_embedding, learned_config_from, load_splits
 from actionlab.runs import Claim, RunFolder, claims_table_md
 
-__all__ = ["EarlyStopConfig", "EarlyStopResult", "run", "compare_rule", "first_nonpositive"]
+__all__ = ["EarlyStopConfig", "EarlyStopResult", "Regime", "run", "regime_grid", "compare_rule",
+           "first_nonpositive", "run_gaps", "summarise_regime", "judge_regime", "OPTIMIZERS"]
+
+#: the optimizers of the sweep: full-batch / mini-batch gradient descent, heavy-ball SGD, Adam
+OPTIMIZERS = ("gd", "momentum", "adam")
 
 
 def first_nonpositive(values, steps, smoothing: float = 0.0, min_step: int = 0):
@@ -50,7 +76,7 @@ def compare_rule(steps, s_e, dots, smoothing: float, min_step: int = 0) -> dict:
     steps = list(map(int, steps))
     i_min = int(np.argmin(s_e))
     out = {"min_step": steps[i_min], "min_S_E": float(s_e[i_min]), "final_step": steps[-1],
-           "min_at_end": i_min == len(steps) - 1}
+           "final_S_E": float(s_e[-1]), "min_at_end": i_min == len(steps) - 1}
     for label, s in (("raw", 0.0), ("smoothed", smoothing)):
         st = first_nonpositive(dots, steps, s, min_step)
         if st is None:
@@ -62,96 +88,421 @@ def compare_rule(steps, s_e, dots, smoothing: float, min_step: int = 0) -> dict:
     return out
 
 
+def run_gaps(cmp: dict, which: str = "raw") -> dict:
+    """The gap of one run, with its censoring, from a :func:`compare_rule` result.
+
+    ``status``: "measured" (the rule fired and S_E passed its minimum within the budget);
+    "late" (S_E passed its minimum but the rule never fired: gap ≥ final step − min step, a lower
+    bound, and S_E(final) − min S_E in nats); "early" (the rule fired while S_E was still falling at
+    the end: gap ≤ rule step − final step, an upper bound); "none" (neither: S_E still falling and
+    no stop — consistent, but not a test).
+    """
+    r = cmp[which]
+    fired, passed = r["rule_step"] is not None, not cmp["min_at_end"]
+    if fired and passed:
+        return {"status": "measured", "gap_steps": r["gap_steps"], "gap_nats": r["gap_loss"]}
+    if passed:
+        return {"status": "late", "gap_steps": cmp["final_step"] - cmp["min_step"],
+                "gap_nats": cmp["final_S_E"] - cmp["min_S_E"]}
+    if fired:
+        return {"status": "early", "gap_steps": r["rule_step"] - cmp["final_step"],
+                "gap_nats": r["S_E_at_rule"] - cmp["final_S_E"]}
+    return {"status": "none", "gap_steps": None, "gap_nats": None}
+
+
+@dataclass(frozen=True)
+class Regime:
+    """One cell of the grid: optimizer, η as a fraction of 2/λ_max(θ₀), batch size (None: full), N_train."""
+
+    optimizer: str
+    lr_fraction: float
+    batch_size: int | None
+    n_train: int
+    sweeps: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        bs = "full" if self.batch_size is None else f"b{self.batch_size}"
+        lr = f"eta{self.lr_fraction:g}" if self.optimizer != "adam" else "adam"
+        return f"{self.optimizer}-{lr}-{bs}-N{self.n_train}"
+
+    @property
+    def label(self) -> str:
+        opt = {"gd": "GD" if self.batch_size is None else "SGD", "momentum": "SGD+momentum", "adam": "Adam"}[self.optimizer]
+        step = "" if self.optimizer == "adam" else f", η = {self.lr_fraction:g}·2/λ₀"
+        return f"{opt}{step}, batch {'full' if self.batch_size is None else self.batch_size}, N = {self.n_train}"
+
+
+def regime_grid(config: EarlyStopConfig) -> list[Regime]:
+    """The baseline (full-batch GD, f₀, N₀) and the one-factor-at-a-time sweeps around it, each regime once."""
+    f0, n0 = config.lr_fraction, config.n_train
+    cells: dict[tuple, set] = {}
+
+    def add(opt, f, bs, n, sweep):
+        cells.setdefault((opt, f, bs, n), set()).add(sweep)
+
+    add("gd", f0, None, n0, "baseline")
+    for f in config.lr_fractions:
+        add("gd", f, None, n0, "step size")
+    add("gd", f0, None, n0, "step size")
+    for bs in (None, *config.batch_sizes):
+        add("gd", f0, bs if bs is None or bs < n0 else None, n0, "batch size")
+    for opt in ("gd", "momentum", "adam"):
+        add(opt, f0, None, n0, "optimizer")
+    for n in config.sizes:
+        add("gd", f0, None, n, "training-set size")
+    return [Regime(o, f, b, n, tuple(sorted(s))) for (o, f, b, n), s in cells.items()]
+
+
 @dataclass
 class EarlyStopConfig:
-    """∇S_T·∇S_E = 0 (notes §3) against the minimum of the test loss, over training-set sizes."""
+    """∇S_T·∇S_E = 0 (notes 001 §3, eq. 7) against argmin S_E: gradient-flow baseline and sweeps."""
 
     dataset: str = param("fashion-mnist", "data set whose train / test splits are p_T / p_E (notes §3)")
-    standardize: str = param("none", "input standardisation of the data set", choices=("none", "centre", "center", "zscore"))
-    embedding: str = param("learned", "embedding z: learned (a linear map trained jointly with the classifier, from "
-                           "scratch on each training set), raw, pca or pool (fixed)",
-                           choices=EMBEDDING_KINDS)
-    dim: int = param(128, "embedding dimension E (ignored for raw)", min=1)
-    hidden: int = param(256, "hidden width H of the TwoLayer classifier (notes 001 §1.1)", min=1)
+    standardize: str = param("zscore", "input standardisation of the data set", choices=("none", "centre", "center", "zscore"))
+    embedding: str = param("pca", "embedding z: pca / pool / raw (fixed, fitted on each seed's training subsample) or "
+                           "learned (a linear map trained jointly with the classifier from scratch)", choices=EMBEDDING_KINDS)
+    dim: int = param(32, "embedding dimension E (ignored for raw)", min=1)
+    hidden: int = param(64, "hidden width H of the TwoLayer classifier (notes 001 §1.1)", min=1)
     activation: str = param("silu", "activation σ of the TwoLayer", choices=tuple(_act.names()))
-    sizes: tuple[int, ...] = param((300, 1000, 3000, 10000, 60000), "training-set sizes N_train (balanced, N/10 per "
-                                   "class; ≥ 60000: the whole training split)", min=10, allow_empty=False)
-    steps: int = param(2000, "optimizer steps per size (well past the optimum for the small sizes)", min=1)
-    measurements: int = param(60, "∇S_T·∇S_E measurements per run (every steps/measurements steps; eq. (7))", min=1)
-    smoothing: float = param(0.5, "EMA weight s of the dot product: d̄_k = s·d̄_{k−1} + (1 − s)·d_k (0: raw)",
-                             min=0.0, max=0.99)
-    max_samples: int | None = param(20000, "sets larger than this use a fixed random subset of this many samples to "
-                                    "estimate S and ∇S (stated); None: full data", min=1)
-    batch_size: int = param(128, "mini-batch size", min=1)
-    optimizer: str = param("adamw", "optimizer; sgd: plain gradient steps, the setting of the notes' argument "
-                           "(d S_E/dt = −∇S_E·∇S_T)", choices=("sgd", "adam", "adamw"))
-    lr: float = param(1e-3, "learning rate η", min=0.0, exclusive_min=True)
-    weight_decay: float = param(0.0, "the optimizer's weight decay (decoupled for adamw)", min=0.0)
-    test_per_class: int | None = param(None, "S_E on this many test samples per class (None: the whole test split)", min=1)
+    n_train: int = param(300, "baseline training-set size N₀ (balanced, N/10 per class)", min=10)
+    sizes: tuple[int, ...] = param((100, 300, 1000, 3000, 10000), "training-set sizes of the size sweep (full-batch "
+                                   "GD at the baseline η)", min=10, allow_empty=False)
+    lr_fraction: float = param(0.05, "baseline step f₀: η = f₀·2/λ_max(θ₀) (GD is stable for f < 1)",
+                               min=0.0, exclusive_min=True)
+    lr_fractions: tuple[float, ...] = param((0.02, 0.05, 0.2, 0.5, 0.9), "step-size sweep: fractions f of the "
+                                            "stability limit 2/λ_max(θ₀), small … near the limit", min=0.0,
+                                            exclusive_min=True, allow_empty=False)
+    batch_sizes: tuple[int, ...] = param((64, 16), "mini-batch sizes of the batch sweep (besides the full batch)",
+                                         min=1, allow_empty=False)
+    momentum: float = param(0.9, "heavy-ball momentum μ of the optimizer sweep (lr = η(1 − μ): same effective step)",
+                            min=0.0, max=0.999)
+    adam_lr: float = param(1e-3, "Adam's learning rate in the optimizer sweep", min=0.0, exclusive_min=True)
+    steps: int = param(3000, "optimizer steps at the baseline f₀; a regime with fraction f runs steps·f₀/f "
+                       "(the same gradient-flow time η·k), at most max_steps", min=2)
+    max_steps: int = param(6000, "cap on the steps of one run", min=2)
+    measure_every: int = param(1, "∇S_T·∇S_E, S_T, S_E every this many steps (the measurement grid)", min=1)
+    seeds: int = param(3, "seeds per regime (options.seed, +1, …): data subsample, embedding, init, batch order",
+                       min=2)
+    test_per_class: int | None = param(100, "S_E on this many test samples per class (None: the whole test split)", min=1)
+    lambda_samples: int = param(500, "training samples on which λ_max of the FIM is measured (Lanczos)", min=10)
+    step_tolerance: float = param(0.05, "'holds' needs |gap in steps| ≤ max(measure_every, this × mean argmin step)",
+                                  min=0.0)
+    nats_tolerance: float = param(0.01, "'holds' needs S_E(rule) − min S_E ≤ this many nats", min=0.0)
+    level: float = param(0.9, "level of the t-intervals over seeds", min=0.5, max=0.999)
     cache: bool = param(True, "cache the loaded splits and fixed embeddings on disk")
     cache_dir: str | None = param(None, "cache directory (None: the default cache)")
     PRESETS: ClassVar[dict] = {
-        "quick": {"dim": 16, "hidden": 32, "sizes": (100, 300), "steps": 300, "measurements": 30,
-                  "batch_size": 32, "lr": 1e-2, "test_per_class": 50},
+        "quick": {"dim": 16, "hidden": 32, "n_train": 100, "sizes": (100, 300), "lr_fraction": 0.1,
+                  "lr_fractions": (0.1, 0.4, 0.9), "batch_sizes": (32, 8), "steps": 600, "max_steps": 900,
+                  "seeds": 2, "test_per_class": 50, "lambda_samples": 100},
         "default": {},
-        "full": {"dim": 1024, "hidden": 2048, "steps": 6000, "measurements": 100, "max_samples": None},
+        "full": {"embedding": "learned", "dim": 128, "hidden": 256, "sizes": (100, 300, 1000, 3000, 10000, 30000),
+                 "seeds": 5, "steps": 6000, "max_steps": 20000, "test_per_class": None},
     }
 
 
+@short_repr
 @dataclass
 class EarlyStopResult:
-    runs: list = field(default_factory=list)  # one per size: trace and comparison
+    regimes: list = field(default_factory=list)  # per regime: settings, per-seed runs, intervals, verdict
+    baseline: str = ""  # key of the gradient-flow baseline regime
+
+
+# ----------------------------------------------------------------------------- judging
+
+
+def summarise_regime(runs: list[dict], level: float) -> dict:
+    """Intervals over seeds of the rule step, argmin S_E and the gaps (steps, nats), and the censoring counts.
+
+    Runs with status "none" (no minimum, no stop) are left out of the intervals; censored runs
+    ("late" / "early", see :func:`run_gaps`) enter with their bound.
+    """
+    from actionlab.stats import mean_interval
+
+    counts = {s: sum(r["gap"]["status"] == s for r in runs) for s in ("measured", "late", "early", "none")}
+    used = [r for r in runs if r["gap"]["status"] != "none"]
+    out: dict = {"counts": counts, "informative": len(used)}
+
+    def iv(values):
+        if len(values) < 2:
+            return None
+        i = mean_interval(np.asarray(values, float), level=level, method="t")
+        return {"estimate": i.estimate, "low": i.low, "high": i.high, "level": level, "n": i.n}
+
+    out["gap_steps"] = iv([r["gap"]["gap_steps"] for r in used])
+    out["gap_nats"] = iv([r["gap"]["gap_nats"] for r in used])
+    out["min_step"] = iv([r["comparison"]["min_step"] for r in runs])
+    fired = [r["comparison"]["raw"]["rule_step"] for r in runs if r["comparison"]["raw"]["rule_step"] is not None]
+    out["rule_step"] = iv(fired)
+    out["lambda_ratio_at_min"] = iv([r["eta_lambda_at_min"] for r in runs if r.get("eta_lambda_at_min") is not None])
+    return out
+
+
+def judge_regime(gap_steps: dict | None, gap_nats: dict | None, step_tol: float, nats_tol: float,
+                 counts: dict | None = None, firm_seeds: int = 3) -> tuple[str, str]:
+    """Verdict and strength of one regime from the intervals of its gaps (stated before measuring).
+
+    "holds": the gap-in-steps interval lies within ±step_tol and the gap-in-nats interval below
+    nats_tol, with no censored run.  "does not hold": the gap interval lies wholly beyond +step_tol
+    or −step_tol, or the nats interval wholly above nats_tol (censored bounds only strengthen these,
+    as long as all censoring is in one direction).  Otherwise "inconclusive".  Strength: "firm" for
+    a decided verdict on ≥ ``firm_seeds`` informative seeds, else "indicative".
+    """
+    counts = counts or {}
+    if gap_steps is None or gap_nats is None:
+        return "inconclusive", "indicative"
+    late, early = counts.get("late", 0), counts.get("early", 0)
+    if late and early:
+        return "inconclusive", "indicative"
+    strength = "firm" if gap_steps["n"] >= firm_seeds else "indicative"
+    beyond_late = gap_steps["low"] > step_tol and not early
+    beyond_early = gap_steps["high"] < -step_tol and not late
+    if beyond_late or beyond_early or (gap_nats["low"] > nats_tol and not early):
+        return "does not hold", strength
+    inside = -step_tol <= gap_steps["low"] and gap_steps["high"] <= step_tol and gap_nats["high"] <= nats_tol
+    if inside and not (late or early):
+        return "holds", strength
+    return "inconclusive", "indicative"
+
+
+def step_tolerance(summary: dict, config: EarlyStopConfig) -> float:
+    """max(measure_every, step_tolerance × mean argmin step): the ± band of 'the rule fires at the minimum'."""
+    mean_min = summary["min_step"]["estimate"] if summary["min_step"] else 0.0
+    return float(max(config.measure_every, config.step_tolerance * mean_min))
+
+
+# ----------------------------------------------------------------------------- training one run
+
+
+class _SnapshotAtMin:
+    """Callback placed after the GradientAlignmentStop: keeps the parameters at the smallest S_E seen."""
+
+    def __init__(self, rule) -> None:
+        self.rule, self.best, self.state = rule, math.inf, None
+
+    def _look(self, state) -> None:
+        rec = self.rule.records[-1] if self.rule.records else None
+        if rec is not None and rec.step == state.step and rec.S_E < self.best:
+            self.best, self.state = rec.S_E, copy.deepcopy(state.model.state_dict())
+
+    def on_fit_start(self, state) -> None:
+        self._look(state)
+
+    def on_step_end(self, state) -> bool:
+        self._look(state)
+        return False
+
+
+def _data(config: EarlyStopConfig, n: int, seed: int, store: dict):
+    """Embedded (train, test) of N = n samples for one seed (memoised in ``store``); pixels for 'learned'."""
+    if (n, seed) not in store:
+        dspec = DataSpec.from_config(config, seed, train_per_class=max(1, n // 10))
+        tr, te = load_splits(dspec)
+        if config.embedding != "learned":
+            dim = None if config.embedding == "raw" else config.dim
+            tr, te, _, _ = get_embedding(dspec, config.embedding, dim, learned_config_from(config), seed=seed,
+                                         splits=(tr, te), cache=config.cache, cache_dir=config.cache_dir)
+        store[(n, seed)] = (tr, te)
+    return store[(n, seed)]
+
+
+def _model(config: EarlyStopConfig, tr, seed: int) -> torch.nn.Module:
+    """The TwoLayer (for 'learned': a Glorot-initialised linear embedding in front), initialised from ``seed``."""
+    from actionlab.models import TwoLayer
+
+    gen = torch.Generator().manual_seed(seed)
+    if config.embedding != "learned":
+        return TwoLayer.glorot(tr.num_classes, config.hidden, tr.z.shape[1], activation=config.activation, generator=gen)
+    proj = torch.nn.Linear(tr.z.shape[1], config.dim)
+    bound = math.sqrt(6.0 / (tr.z.shape[1] + config.dim))
+    with torch.no_grad():
+        proj.weight.uniform_(-bound, bound, generator=gen)
+        proj.bias.zero_()
+    clf = TwoLayer.glorot(tr.num_classes, config.hidden, config.dim, activation=config.activation, generator=gen)
+    return EmbeddedClassifier(proj, clf)
+
+
+def _lambda_max(model: torch.nn.Module, z: torch.Tensor, samples: int) -> float:
+    """λ_max of the FIM of the softmax outputs (Gauss–Newton part of ∇²S_T) on the first ``samples`` rows."""
+    from actionlab.fisher.empirical import lanczos_lambda_max
+
+    p = next(model.parameters())
+    x = z[:samples].to(device=p.device, dtype=p.dtype)
+    return lanczos_lambda_max(model, x, outputs="cross_entropy", tol=1e-4)
+
+
+def _optimizer(config: EarlyStopConfig, regime: Regime, lam0: float):
+    from actionlab.train import OptimizerSpec
+
+    eta = regime.lr_fraction * 2.0 / lam0
+    if regime.optimizer == "gd":
+        return OptimizerSpec("sgd", lr=eta), eta
+    if regime.optimizer == "momentum":
+        return OptimizerSpec("sgd", lr=eta * (1.0 - config.momentum), momentum=config.momentum), eta
+    return OptimizerSpec("adam", lr=config.adam_lr), None
+
+
+def train_regime(config: EarlyStopConfig, regime: Regime, seed: int, device, store: dict) -> dict:
+    """One seed of one regime: λ_max(θ₀), the training with the rule recorded, the comparison and the gaps."""
+    from actionlab import train as _train
+
+    tr, te = _data(config, regime.n_train, seed, store)
+    model = _model(config, tr, seed).to(device)
+    lam0 = _lambda_max(model, tr.z, config.lambda_samples)
+    opt, eta = _optimizer(config, regime, lam0)
+    steps = min(config.max_steps, math.ceil(config.steps * config.lr_fraction / regime.lr_fraction)) \
+        if regime.optimizer != "adam" else config.steps
+    rule = _train.GradientAlignmentStop((tr.z, tr.labels), (te.z, te.labels), every=config.measure_every,
+                                        stop=False, seed=seed)
+    snap = _SnapshotAtMin(rule)
+    bs = len(tr.z) if regime.batch_size is None else regime.batch_size
+    spec = _train.TrainSpec(epochs=math.ceil(steps / math.ceil(len(tr.z) / bs)), max_steps=steps, batch_size=bs,
+                            seed=seed, eval_every=steps, progress=False)
+    hist = _train.Trainer(model, (tr.z, tr.labels), optimizer=opt, spec=spec, callbacks=(rule, snap),
+                          device=device).run()
+    trace = rule.as_dict()
+    cmp = compare_rule(trace["step"], trace["S_E"], trace["dot"], 0.0)
+    out = {"seed": seed, "n_train": len(tr.z), "lambda_max_init": lam0, "lr": opt.lr, "eta": eta, "steps": steps,
+           "batch_size": bs, "comparison": cmp, "gap": run_gaps(cmp), "stop_reason": hist.stop_reason,
+           "wall_time_s": hist.wall_time_s, "trace": _thin(trace)}
+    if snap.state is not None and not cmp["min_at_end"]:
+        model.load_state_dict(snap.state)
+        out["lambda_max_at_min"] = _lambda_max(model, tr.z, config.lambda_samples)
+        # η_eff·λ_max/2 at the minimum: < 1 where GD is still stable there (η_eff = η for GD and heavy ball)
+        out["eta_lambda_at_min"] = None if eta is None else eta * out["lambda_max_at_min"] / 2.0
+    return out
+
+
+def _thin(trace: dict, points: int = 400) -> dict:
+    """The trace's columns at ≤ ``points`` evenly spaced measurements (results.json stays small)."""
+    n = len(trace["step"])
+    idx = np.unique(np.linspace(0, n - 1, min(n, points)).round().astype(int))
+    return {k: [trace[k][i] for i in idx] for k in ("step", "S_T", "S_E", "dot", "cosine")}
+
+
+# ----------------------------------------------------------------------------- the experiment
 
 
 @register_experiment("early-stop", config=EarlyStopConfig, sources=("001", "000"), order=45,
-                     help="the §3 rule ∇S_T·∇S_E ≤ 0 against the minimum of S_E over training-set sizes (notes §3)")
+                     help="the §3 rule ∇S_T·∇S_E ≤ 0 against argmin S_E: gradient-flow GD, then step size, "
+                          "batch size, optimizer and training-set size (notes §3)")
 def run(config: EarlyStopConfig, options: RunOptions) -> EarlyStopResult:
     from tqdm.auto import tqdm
 
-    from actionlab import train as _train
-    from actionlab.models import TwoLayer
-
     seed_everything(options.seed)
     run_folder = RunFolder(options, "early-stop", config, seed=options.seed,
-                           data={"dataset": config.dataset, "standardize": config.standardize, "sizes": list(config.sizes)})
-    res = EarlyStopResult()
-    for n in tqdm(config.sizes, desc="early-stop", disable=None):
-        per_class = None if n >= 60000 else max(1, n // 10)
-        dspec = DataSpec.from_config(config, options.seed, train_per_class=per_class)
-        tr, te = load_splits(dspec)
-        gen = torch.Generator().manual_seed(options.seed)
-        if config.embedding == "learned":
-            proj = torch.nn.Linear(tr.z.shape[1], config.dim)
-            bound = math.sqrt(6.0 / (tr.z.shape[1] + config.dim))
-            with torch.no_grad():
-                proj.weight.uniform_(-bound, bound, generator=gen)
-                proj.bias.zero_()
-            model = EmbeddedClassifier(proj, TwoLayer.glorot(tr.num_classes, config.hidden, config.dim,
-                                                             activation=config.activation, generator=gen))
-            ztr, zte, emb_info = tr.z, te.z, {"kind": "learned", "dim": config.dim, "trained": "jointly, in this run"}
-        else:
-            etr, ete, emb_info, _ = get_embedding(dspec, config.embedding, None if config.embedding == "raw" else config.dim,
-                                                  learned_config_from(config), seed=options.seed, splits=(tr, te))
-            model = TwoLayer.glorot(tr.num_classes, config.hidden, etr.z.shape[1], activation=config.activation, generator=gen)
-            ztr, zte = etr.z, ete.z
-        every = max(1, config.steps // config.measurements)
-        rule = _train.GradientAlignmentStop((ztr, tr.labels), (zte, te.labels), every=every, smoothing=config.smoothing,
-                                            max_samples=config.max_samples, stop=False, seed=options.seed)
-        steps_per_epoch = math.ceil(len(ztr) / config.batch_size)
-        spec = _train.TrainSpec(epochs=math.ceil(config.steps / steps_per_epoch), max_steps=config.steps,
-                                batch_size=config.batch_size, seed=options.seed, eval_every=config.steps, progress=False)
-        opt = _train.OptimizerSpec(config.optimizer, lr=config.lr, weight_decay=config.weight_decay)
-        hist = _train.Trainer(model, (ztr, tr.labels), optimizer=opt, spec=spec, callbacks=(rule,),
-                              device=options.device).run()
-        tr_ = rule.as_dict()
-        cmp = compare_rule(tr_["step"], tr_["S_E"], tr_["dot"], config.smoothing)
-        res.runs.append({"n_train": len(ztr), "embedding": emb_info, "every": every, "estimated": rule.estimated,
-                         "trace": tr_, "comparison": cmp, "wall_time_s": hist.wall_time_s,
-                         "tracked_stop_step": rule.stop_step})
+                           data={"dataset": config.dataset, "standardize": config.standardize,
+                                 "sizes": sorted({config.n_train, *config.sizes})})
+    grid = regime_grid(config)
+    seeds = [options.seed + i for i in range(config.seeds)]
+    res = EarlyStopResult(baseline=grid[0].key)
+    store: dict = {}
+    bar = tqdm(total=len(grid) * len(seeds), desc="early-stop", disable=None)
+    for regime in grid:
+        runs = []
+        for s in seeds:
+            runs.append(train_regime(config, regime, s, options.device, store))
+            bar.update()
+        summ = summarise_regime(runs, config.level)
+        tol = step_tolerance(summ, config)
+        verdict, strength = judge_regime(summ["gap_steps"], summ["gap_nats"], tol, config.nats_tolerance,
+                                         summ["counts"])
+        res.regimes.append({"key": regime.key, "label": regime.label, "sweeps": list(regime.sweeps),
+                            "optimizer": regime.optimizer, "lr_fraction": regime.lr_fraction,
+                            "batch_size": regime.batch_size, "n_train": regime.n_train, "seeds": seeds,
+                            "runs": runs, "summary": summ, "step_tolerance": tol, "verdict": verdict,
+                            "strength": strength})
+    bar.close()
+    for claim in regime_claims(res, config, options):
+        run_folder.add_claim(claim)
     _figure(run_folder, res)
-    summary = _summary(run_folder, res, config)
-    run_folder.finish(res, summary)
+    run_folder.finish(res, _summary(run_folder, res, config))
     return res
+
+
+def _fmt_iv(iv: dict | None, digits: int = 0) -> str:
+    if iv is None:
+        return "—"
+    f = f"{{:.{digits}f}}"
+    return f"{f.format(iv['estimate'])} [{f.format(iv['low'])}, {f.format(iv['high'])}]"
+
+
+def _evidence(reg: dict, config: EarlyStopConfig, options: RunOptions) -> dict:
+    s = reg["summary"]
+    return {"preset": options.preset, "seeds": {"number": len(reg["seeds"]), "list": reg["seeds"]},
+            "n_train": reg["n_train"], "batch_size": reg["batch_size"] or "full", "optimizer": reg["optimizer"],
+            "lr_fraction_of_2_over_lambda0": reg["lr_fraction"], "widths": {"E": config.dim, "H": config.hidden},
+            "embedding": config.embedding, "test_samples": "all" if config.test_per_class is None
+            else 10 * config.test_per_class, "measurement_grid_steps": config.measure_every,
+            "statistic": "gap = raw rule step − argmin S_E (steps) and S_E(rule) − min S_E (nats), mean over seeds",
+            "interval": {"gap_steps": s["gap_steps"], "gap_nats": s["gap_nats"], "level": config.level,
+                         "method": "t over seeds"},
+            "counts": s["counts"],
+            "threshold": {"steps": reg["step_tolerance"], "nats": config.nats_tolerance},
+            "decision_rule": "holds if the gap-in-steps interval ⊂ ±max(grid, step_tolerance·mean argmin step) and the "
+                             "gap-in-nats interval < nats_tolerance, no censored seed; does not hold if either interval "
+                             "lies wholly beyond its threshold (censored seeds enter with their bound); else inconclusive",
+            "design": "one-factor-at-a-time sweeps around full-batch GD (f₀, N₀), not the full product (time budget)"}
+
+
+def regime_claims(res: EarlyStopResult, config: EarlyStopConfig, options: RunOptions) -> list[Claim]:
+    """One claim per regime ("001.early-stop.<key>") and the summary "001.early-stop" (the baseline's verdict)."""
+    claims = []
+    for reg in res.regimes:
+        s = reg["summary"]
+        claims.append(Claim(
+            "001", f"the rule ∇S_T·∇S_E = 0 fires at argmin S_E (eq. 7) — {reg['label']}", "rule step = argmin S_E",
+            {"gap_steps": s["gap_steps"] and s["gap_steps"]["estimate"], "gap_nats": s["gap_nats"] and s["gap_nats"]["estimate"],
+             "argmin_step": s["min_step"] and s["min_step"]["estimate"]},
+            reg["verdict"],
+            f"gap {_fmt_iv(s['gap_steps'], 1)} steps, {_fmt_iv(s['gap_nats'], 4)} nats ({config.level:.0%} t-intervals "
+            f"over {len(reg['seeds'])} seeds; seeds measured/late/early/no-min: {s['counts']}); tolerance "
+            f"±{reg['step_tolerance']:.0f} steps, {config.nats_tolerance} nats",
+            id=f"001.early-stop.{reg['key']}", evidence=_evidence(reg, config, options), strength=reg["strength"]))
+    base = next(r for r in res.regimes if r["key"] == res.baseline)
+    claims.append(Claim(
+        "001", "training early-stops at ∇S_T·∇S_E = 0, where S_E starts to increase (eq. 7; gradient flow)",
+        "rule step = argmin S_E", overall_measured(res), base["verdict"],
+        "verdict of the regime of the derivation (full-batch GD, small η, full-set gradients every step); the other "
+        "regimes' verdicts are the claims 001.early-stop.<regime>",
+        id="001.early-stop", evidence=_evidence(base, config, options), strength=base["strength"]))
+    return claims
+
+
+def overall_measured(res: EarlyStopResult) -> dict:
+    """The numbers the key finding needs: baseline gap, the largest η fraction that holds, the others' gaps."""
+    base = next(r for r in res.regimes if r["key"] == res.baseline)
+
+    def gap(r):
+        g = r["summary"]["gap_steps"]
+        return None if g is None else round(g["estimate"], 1)
+
+    holding = [r["lr_fraction"] for r in res.regimes if "step size" in r["sweeps"] and r["verdict"] == "holds"]
+    pick = lambda sweep, cond: {r["label"]: f"{gap(r)} steps ({r['verdict']})"  # noqa: E731
+                                for r in res.regimes if sweep in r["sweeps"] and cond(r)}
+    return {"baseline": f"{base['label']}: gap {gap(base)} steps, "
+                        f"{_fmt_iv(base['summary']['gap_nats'], 4)} nats",
+            "GD holds up to η/(2/λ₀)": max(holding) if holding else None,
+            "step size": pick("step size", lambda r: r["key"] != res.baseline),
+            "mini-batch": pick("batch size", lambda r: r["batch_size"] is not None),
+            "optimizer": pick("optimizer", lambda r: r["optimizer"] != "gd"),
+            "training-set size": pick("training-set size", lambda r: r["key"] != res.baseline)}
+
+
+# ----------------------------------------------------------------------------- figures and summary
+
+_SWEEPS = ("step size", "batch size", "optimizer", "training-set size")
+
+
+def _sweep_x(reg: dict, sweep: str) -> str:
+    if sweep == "step size":
+        return f"{reg['lr_fraction']:g}"
+    if sweep == "batch size":
+        return "full" if reg["batch_size"] is None else str(reg["batch_size"])
+    if sweep == "optimizer":
+        return {"gd": "GD", "momentum": "momentum", "adam": "Adam"}[reg["optimizer"]]
+    return str(reg["n_train"])
 
 
 def _figure(run_folder: RunFolder, res: EarlyStopResult) -> None:
@@ -160,74 +511,82 @@ def _figure(run_folder: RunFolder, res: EarlyStopResult) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = len(res.runs)
-    fig, axes = plt.subplots(2, n, figsize=(3.8 * n + 0.4, 6.2), squeeze=False, layout="constrained")
-    for j, r in enumerate(res.runs):
-        t, c = r["trace"], r["comparison"]
-        ax = axes[0, j]
-        ax.plot(t["step"], t["S_T"], label="S_T (training action)")
-        ax.plot(t["step"], t["S_E"], label="S_E (test action)")
-        ax.axvline(c["min_step"], color="g", lw=0.8, label="min S_E")
-        if c["smoothed"]["rule_step"] is not None:
-            ax.axvline(c["smoothed"]["rule_step"], color="r", ls="--", lw=0.8, label="rule ∇S_T·∇S_E ≤ 0 (smoothed)")
-        ax.set_title(f"N_train = {r['n_train']}: actions", fontsize=9)
+    xlabels = {"step size": "η / (2/λ_max(θ₀))", "batch size": "batch size", "optimizer": "optimizer",
+               "training-set size": "N_train"}
+    fig, axes = plt.subplots(2, 4, figsize=(15, 6.4), layout="constrained")
+    for j, sweep in enumerate(_SWEEPS):
+        regs = [r for r in res.regimes if sweep in r["sweeps"]]
+        xs = [_sweep_x(r, sweep) for r in regs]
+        for i, (what, unit) in enumerate((("gap_steps", "steps"), ("gap_nats", "nats"))):
+            ax = axes[i, j]
+            for k, r in enumerate(regs):
+                iv = r["summary"][what]
+                pts = [x["gap"][what] for x in r["runs"] if x["gap"][what] is not None]
+                ax.plot([k] * len(pts), pts, "o", color="0.6", ms=3, label="one seed" if k == 0 else None)
+                if iv is not None:
+                    ax.errorbar([k], [iv["estimate"]], yerr=[[iv["estimate"] - iv["low"]], [iv["high"] - iv["estimate"]]],
+                                fmt="s", color="tab:red", capsize=3,
+                                label=f"mean, {iv['level']:.0%} t-interval" if k == 0 else None)
+            ax.axhline(0, color="k", lw=0.6)
+            ax.set_xticks(range(len(regs)), xs)
+            ax.set(xlabel=xlabels[sweep], ylabel=f"rule − argmin S_E ({unit})" if what == "gap_steps"
+                   else "S_E(rule) − min S_E (nats)", title=f"{sweep}: gap in {unit}")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncol=2, fontsize=8)
+    fig.suptitle("∇S_T·∇S_E = 0 (001 eq. 7) against argmin S_E, per regime (censored seeds at their bound)", fontsize=10)
+    run_folder.save_figure(fig, "early_stop_gaps")
+    _trace_figure(run_folder, res, plt)
+
+
+def _trace_figure(run_folder: RunFolder, res: EarlyStopResult, plt) -> None:
+    n = len(res.regimes)
+    cols = 4
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.9 * cols, 2.8 * rows), squeeze=False, layout="constrained")
+    for ax, reg in zip(axes.ravel(), res.regimes):
+        r0 = reg["runs"][0]
+        t, c = r0["trace"], r0["comparison"]
+        ax.plot(t["step"], t["S_E"], color="tab:orange", label="S_E (test action)")
+        ax.plot(t["step"], t["S_T"], color="tab:blue", label="S_T (training action)")
+        ax.axvline(c["min_step"], color="g", lw=0.9, label="argmin S_E")
+        if c["raw"]["rule_step"] is not None:
+            ax.axvline(c["raw"]["rule_step"], color="r", ls="--", lw=0.9, label="rule ∇S_T·∇S_E ≤ 0")
+        ax.set_title(reg["label"], fontsize=7.5)
         ax.set(xlabel="optimizer step", ylabel="action (nats)")
-        ax = axes[1, j]
-        d = np.array(t["dot"])
-        ax.plot(t["step"], np.sign(d) * np.log10(1 + np.abs(d) * 1e3), label="sign·log₁₀(1 + 10³|∇S_T·∇S_E|)")
-        ax.plot(t["step"], np.array(t["cosine"]), label="cosine of ∇S_T, ∇S_E")
-        ax.axhline(0, color="k", lw=0.5)
-        ax.set_title(f"N_train = {r['n_train']}: gradient alignment (eq. 7)", fontsize=9)
-        ax.set(xlabel="optimizer step", ylabel="alignment")
-        for a in axes[:, j]:
-            a.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))  # tick labels that do not collide
-    for row, where in ((0, "outside upper center"), (1, "outside lower center")):  # legends beside the data, not on it
-        handles: dict = {}
-        for a in axes[row]:
-            for h, lab in zip(*a.get_legend_handles_labels()):
-                handles.setdefault(lab, h)
-        fig.legend(list(handles.values()), list(handles), loc=where, ncol=len(handles), fontsize=8)
-    run_folder.save_figure(fig, "early_stop")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    handles: dict = {}
+    for a in axes.ravel()[:n]:
+        for h, lab in zip(*a.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="outside upper center", ncol=len(handles), fontsize=8)
+    fig.suptitle(f"traces of seed {res.regimes[0]['seeds'][0]} per regime", fontsize=10)
+    run_folder.save_figure(fig, "early_stop_traces")
+
+
+def regime_table(res: EarlyStopResult) -> str:
+    """The per-regime Markdown table: rule step, argmin S_E, gaps with intervals, η·λ_max/2 at the minimum, verdict."""
+    rows = ["| regime | sweeps | rule step | argmin S_E | gap (steps) | gap (nats) | η·λ_max/2 at min | seeds m/l/e/n | verdict |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for r in res.regimes:
+        s = r["summary"]
+        c = s["counts"]
+        rows.append(f"| {r['label']} | {', '.join(r['sweeps'])} | {_fmt_iv(s['rule_step'])} | {_fmt_iv(s['min_step'])} | "
+                    f"{_fmt_iv(s['gap_steps'], 1)} | {_fmt_iv(s['gap_nats'], 4)} | {_fmt_iv(s['lambda_ratio_at_min'], 2)} | "
+                    f"{c['measured']}/{c['late']}/{c['early']}/{c['none']} | {r['verdict']} ({r['strength']}) |")
+    return "\n".join(rows)
 
 
 def _summary(run_folder: RunFolder, res: EarlyStopResult, config: EarlyStopConfig) -> str:
-    rows = ["| N_train | min S_E (step) | rule step raw | rule step smoothed | gap steps | S_E at rule − min S_E | min at end of budget |",
-            "|---|---|---|---|---|---|---|"]
-    gaps = []
-    for r in res.runs:
-        c = r["comparison"]
-        s = c["smoothed"]
-        raw = c["raw"]
-        gl = "—" if s["gap_loss"] is None else f"{s['gap_loss']:.4f}"
-        rows.append(f"| {r['n_train']} | {c['min_S_E']:.4f} ({c['min_step']}) | {raw['rule_step']} | {s['rule_step']} | "
-                    f"{s['gap_steps']} | {gl} | {c['min_at_end']} |")
-        if s["gap_loss"] is not None and not c["min_at_end"]:
-            gaps.append((r["n_train"], s["gap_loss"], s["gap_steps"]))
-    fired = [r for r in res.runs if r["comparison"]["smoothed"]["rule_step"] is not None]
-    overfit = [r for r in res.runs if not r["comparison"]["min_at_end"]]
-    close = [g for g in gaps if g[1] <= 0.02]
-    if not overfit:
-        verdict, meas = "inconclusive", "S_E never passed its minimum within the step budget"
-    else:
-        good = all(r["comparison"]["smoothed"]["rule_step"] is not None and r["comparison"]["smoothed"]["gap_loss"] <= 0.05
-                   for r in overfit)
-        verdict = "holds" if good else "does not hold"
-        meas = "; ".join(f"N={r['n_train']}: rule {r['comparison']['smoothed']['rule_step']} vs min {r['comparison']['min_step']}"
-                         for r in overfit)
-    run_folder.add_claim(Claim(
-        "001", "training early-stops at ∇S_T·∇S_E = 0, where S_E starts to increase (eq. 7)",
-        "rule step = step of min S_E", meas, verdict,
-        f"smoothing {config.smoothing} (EMA of the dot product); 'holds' if on every run whose S_E passed its minimum the "
-        f"rule fired and S_E at the rule is within 0.05 nats of the minimum; rule fired on {len(fired)}/{len(res.runs)} runs, "
-        f"within 0.02 nats on {len(close)}"))
-    est = any(r["estimated"] for r in res.runs)
-    head = (f"# early-stop — ∇S_T·∇S_E = 0 against the minimum of S_E\n\nData {config.dataset} (standardize="
-            f"{config.standardize}), embedding **{config.embedding}** (E = {config.dim}"
-            f"{', trained jointly with the classifier from scratch on each training set' if config.embedding == 'learned' else ''}), "
-            f"TwoLayer H = {config.hidden}, {config.activation}; {config.optimizer} lr {config.lr}, batch {config.batch_size}, "
-            f"{config.steps} steps per size; S_T, S_E, ∇S_T·∇S_E every {max(1, config.steps // config.measurements)} steps over all "
-            f"trainable parameters, S_E on the test split"
-            + (f" ({config.test_per_class} per class)" if config.test_per_class else "")
-            + (f"; sets larger than {config.max_samples} samples use a fixed random subset of that many (a stated large-batch "
-               f"estimate)" if est else "; full-data gradients") + ".\n\n")
-    return head + "\n".join(rows) + "\n\n## Claims\n\n" + claims_table_md(run_folder.claims)
+    head = (f"# early-stop — ∇S_T·∇S_E = 0 (001 §3, eq. 7) against argmin S_E\n\n"
+            f"Data {config.dataset} (standardize={config.standardize}), embedding **{config.embedding}** "
+            f"(E = {config.dim}), TwoLayer H = {config.hidden}, {config.activation}; baseline full-batch GD with "
+            f"η = {config.lr_fraction}·2/λ_max(θ₀), N₀ = {config.n_train}, {config.steps} steps; S_T, S_E, ∇S_T·∇S_E on "
+            f"the full training set and {'the whole test split' if config.test_per_class is None else f'{10 * config.test_per_class} test samples'} "
+            f"every {config.measure_every} step(s); λ_max = top FIM eigenvalue (Lanczos, {config.lambda_samples} training "
+            f"samples); {config.seeds} seeds per regime, {config.level:.0%} t-intervals. Tolerances (set before the run): "
+            f"±max({config.measure_every}, {config.step_tolerance}·argmin step) steps and {config.nats_tolerance} nats. "
+            f"Seeds m/l/e/n: gap measured / rule never fired (late, lower bound) / S_E still falling when the rule fired "
+            f"(early, bound) / neither.\n\n")
+    return head + regime_table(res) + "\n\n## Claims\n\n" + claims_table_md(run_folder.claims)

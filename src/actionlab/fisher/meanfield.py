@@ -31,6 +31,16 @@ m_λ = C κ₁/M (A.12), s_λ = α C ((T−1)/T κ₂² + κ₁²/T) (A.25, A.33
 the Fisher–Rao norm ⟨‖θ‖_FR⟩ = σ_w² C Σ_l q̃^l q̂^{l-1} (A.50) and the
 learning-rate bound η_c = 2(1+μ)/λ_max (Lemma 6, A.53).
 
+The bulk and the tail (A.4(i), A.9, A.16): the leading F̄* = αMK/T of A.23 has, per
+output block, one eigenvalue λ_max and T − 1 eigenvalues α(κ₁−κ₂)M/T (the bulk, eigenvectors
+e_1 − e_i); the bias entries add m_λ^(b) = Σ_l q̃^l/(αM²) per output (A.9, O(1/M²)); and
+Markov's inequality with m_λ = Cκ₁/M gives Corollary 2, N(λ ≥ k) ≤ ακ₁CM/k (A.13–A.16).
+
+Per layer (A.19): F* = Σ_l F*_l with F*_l ≈ M_{l−1} q̃^l q̂^{l−1}/T on the diagonal and
+M_{l−1} q̃^l_st q̂^{l−1}_st/T off it, so each layer is the same matrix with κ₁, κ₂ replaced by
+its own summand κ^(l)_1 = (α_{l−1}/α) q̃^l q̂^{l−1}, κ^(l)_2 = (α_{l−1}/α) q̃^l_st q̂^{l−1}_st
+(:func:`layer_predictions`).
+
 Gaussian integrals
 ------------------
 * ``method="hermite"``: Gauss–Hermite quadrature with the probabilists'
@@ -80,6 +90,9 @@ __all__ = [
     "order_parameters",
     "MeanFieldPrediction",
     "predict",
+    "LayerPrediction",
+    "layer_predictions",
+    "markov_bound",
     "eta_c",
 ]
 
@@ -498,6 +511,17 @@ class MeanFieldPrediction:
     fisher_rao: float = 0.0
     fisher_rao_bound: float = 0.0
     extra: dict = field(default_factory=dict)
+    # A.4(i): the other T − 1 eigenvalues of each output block of the leading F̄*, α(κ₁ − κ₂)M/T
+    lambda_bulk: float = 0.0
+    lambda_bulk_finite: float = 0.0  # (B1 − B2)/T with the bias entries
+    # A.3/A.9: m_λ = m^(W) + m^(b); m^(b) = C Σ_l q̃^l/(αM²) (A.9 per output, summed over C as in A.11)
+    m_weights: float = 0.0
+    m_bias: float = 0.0
+    m_bias_finite: float = 0.0  # C Σ_l q̃^l / P with the exact P
+
+    def markov_bound(self, k: float) -> float:
+        """Corollary 2 (A.16): N(λ ≥ k) ≤ ακ₁CM/k (= P m_λ/k with P = αM², m_λ = Cκ₁/M)."""
+        return markov_bound(self.alpha, self.kappa1, self.C, self.M, k)
 
     # the architecture's numbers, for reading results
     activation = property(lambda self: _act_name(self.architecture.activation))
@@ -567,4 +591,60 @@ def predict(
         lambda_max_lower=lam,  # A.37 (the printed A.37 omits the factor α; see docs/fisher.md)
         lambda_max_upper=M * math.sqrt(alpha * C * s),
         fisher_rao=fr, fisher_rao_bound=C * arch.sigma_w2 * alpha / alpha_min * kappa1,
+        lambda_bulk=alpha * (kappa1 - kappa2) * M / T, lambda_bulk_finite=(B1 - B2) / T,
+        m_weights=m, m_bias=C * b1 / (alpha * M**2), m_bias_finite=C * b1 / P,
     )
+
+
+def markov_bound(alpha: float, kappa1: float, C: int, M: int, k: float) -> float:
+    """Corollary 2 (A.13–A.16): the number of eigenvalues λ ≥ k of F is at most ακ₁CM/k."""
+    if not k > 0:
+        raise ValueCheckError(f"the level k of Corollary 2 must be > 0, got {k}")
+    return alpha * kappa1 * C * M / k
+
+
+@short_repr
+@dataclass
+class LayerPrediction:
+    """Layer l's term of the sum over layers (A.19) and what it predicts for F*_l alone.
+
+    κ^(l)_1 = (α_{l−1}/α) q̃^l q̂^{l−1}, κ^(l)_2 = (α_{l−1}/α) q̃^l_st q̂^{l−1}_st (the summands of
+    A.6/A.23, so Σ_l κ^(l) = κ); F*_l ≈ αMK_l/T per output block, hence m_l = Cκ^(l)_1/M (its share of
+    A.12, normalised by the whole P), s_l = αC((T−1)/T κ^(l)2_2 + κ^(l)2_1/T) (A.25 for F*_l),
+    λ_max,l = α((T−1)/T κ^(l)_2 + κ^(l)_1/T)M (Theorem 4 for F*_l). ``*_finite`` count the layer's bias
+    entries (B1_l = M_{l−1} q̃^l q̂^{l−1} + q̃^l, B2_l likewise) and the exact P; ``m_bias`` = C q̃^l/P
+    is the layer's share of A.9.
+    """
+
+    layer: int
+    fan_in: int  # M_{l−1}
+    kappa1: float
+    kappa2: float
+    m: float
+    s: float
+    lambda_max: float
+    m_finite: float
+    s_finite: float
+    lambda_max_finite: float
+    m_bias: float
+
+
+def layer_predictions(prediction: MeanFieldPrediction) -> list[LayerPrediction]:
+    """The per-layer terms (l = 1..L) of a :func:`predict` result; they sum to κ₁, κ₂, m_λ."""
+    if not isinstance(prediction, MeanFieldPrediction):
+        raise ValueCheckError(f"layer_predictions takes the result of predict(...), got {type(prediction).__name__}")
+    arch, op, T = prediction.architecture, prediction.order, prediction.T
+    M, C, alpha, P, w = arch.M, arch.C, arch.alpha, arch.num_params, arch.widths
+    out = []
+    for l in range(1, arch.L + 1):
+        a1 = w[l - 1] * op.q_tilde[l] * op.q_hat[l - 1]
+        a2 = w[l - 1] * op.q_tilde_st[l] * op.q_hat_st[l - 1]
+        bb1, bb2 = (op.q_tilde[l], op.q_tilde_st[l]) if arch.bias else (0.0, 0.0)
+        k1, k2 = a1 / (alpha * M), a2 / (alpha * M)
+        B1, B2 = a1 + bb1, a2 + bb2
+        out.append(LayerPrediction(
+            layer=l, fan_in=w[l - 1], kappa1=k1, kappa2=k2, m=C * k1 / M,
+            s=alpha * C * ((T - 1) / T * k2**2 + k1**2 / T), lambda_max=alpha * ((T - 1) / T * k2 + k1 / T) * M,
+            m_finite=C * B1 / P, s_finite=C * (B1**2 + (T - 1) * B2**2) / (T * P), lambda_max_finite=(B1 + (T - 1) * B2) / T,
+            m_bias=C * bb1 / P))
+    return out

@@ -324,7 +324,7 @@ def _mlp_row_terms(model, x, outputs, group, per_layer):
             rows = torch.empty(C, Tl, C, T, dtype=f.dtype, device=f.device)
             for _, o, (H_r, D_r) in _dist.each_rank([H, D.transpose(0, 1)], group):  # D_r: (T_q, C, M)
                 G = torch.einsum("ksi,tli->kslt", D, D_r)
-                rows[:, :, :, o: o + H_r.shape[0]] = G * (H @ H_r.T + bias)[None, :, None, :]
+                rows[:, :, :, o: o + H_r.shape[0]] = G * (H @ H_r.T + 0.0)[None, :, None, :]
             if per_layer:
                 yield name, _finish(rows, T, R_all, R_loc)
             else:

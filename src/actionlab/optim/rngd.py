@@ -54,6 +54,24 @@ damped metric A + εI. This is an approximation — the same kind that RNGD
 already makes across neurons and layers — that cuts the first layer's cost by
 the factor ⌈d/b⌉ (its fidelity on MNIST: docs/rngd.md).
 
+Low-rank-plus-identity first-layer inverse (``first_layer_rank=k``, default
+None = dense, the authors'; an approximation, not in 003): the first layer's
+shared metric A (d × d, updated exactly as above) is, at every inverse
+refresh, replaced by its top-k eigen-directions and an isotropic remainder,
+
+    A + εI ≈ V_k Λ_k V_kᵀ + ρ (I − V_k V_kᵀ),   ρ = (tr(A + εI) − Σ Λ_k) / (d − k),
+
+ρ the mean of the d − k remaining eigenvalues of the damped metric (so ρ ≥ ε
+and the trace is kept), and the step applies its exact inverse to the whole
+weight gradient g (m × d) as
+
+    Δ = ρ⁻¹ g + (g V_k) diag(Λ_k⁻¹ − ρ⁻¹) V_kᵀ        (4·m·d·k flops instead of 2·m·d²).
+
+V_k, Λ_k come from a block subspace iteration with Rayleigh–Ritz (k + 10
+columns, warm-started from the previous refresh's directions; 6 iterations at
+the first refresh, 2 afterwards) — ≈ 8·d²·(k + 10) flops per refresh instead
+of an O(d³) Cholesky or eigendecomposition.
+
 Inverse (item 4): at steps t = 0, T, 2T, … (T = ``inverse_every``, counted per
 layer, after that step's metric update), every block is replaced by the
 inverse of its damped version, computed by Cholesky,
@@ -85,6 +103,7 @@ layer kind             metric update (flops)    preconditioning         memory (
 per-neuron (hidden)    N·m·d(d+1) (one GEMM)    2·m·d²                  1.5·m·d² (+ 1.5·N·d² temp)
 shared (first/last)    2·N·d²                   2·m·d²                  2·d²
 shared, k blocks of b  2·N·d·b                  2·m·d·b                 2·d·b
+shared, rank k         2·N·d²                   4·m·d·k                 d² + d·(k + 10)
 =====================  =======================  ======================  ===================
 
 (the metric-update column is divided by ``metric_every``)
