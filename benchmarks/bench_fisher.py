@@ -23,10 +23,24 @@ The anchor is installed for the benchmark only (never into the main environment)
 (``.bench-envs/constraints.txt`` pins ``torch==2.13.0``). Without it the anchor
 column says so and is skipped.
 
+Spectral density and trace (``--density``, issue 17 item 8), same network and inputs, P ≈ 8 M at M = 2000:
+
+* ``dual-exact`` — actionlab: ``DualFisherOperator`` (F*, CT × CT) + all eigenvalues (exact density of F:
+                   the CT non-zero eigenvalues plus P − CT zeros) and the exact trace;   [the reference]
+* ``dual-slq``   — actionlab: SLQ and Hutchinson on the dual operator (CT-dimensional probes);
+* ``fisher-slq`` — actionlab: SLQ and Hutchinson on the matrix-free ``FisherOperator`` (P-dimensional probes);
+* ``curvlinops-slq`` — anchor: curvlinops ``LanczosApproximateSpectrumCached`` and ``hutchinson_trace`` on
+                   ``GGNLinearOperator`` (MSELoss(reduction="sum"): GGN = 2T·F, rescaled).
+
+Agreement: Kolmogorov–Smirnov distance of the estimated spectral distribution of F to the exact one
+(actionlab: the quadrature rules' CDF, ``spectral.ks_distance``; curvlinops: the CDF of its broadened
+density on its grid), and the relative error of the trace.
+
 Usage::
 
     python benchmarks/bench_fisher.py                   # M = 500, 2000 and a 10.6 M-parameter net (M = 2300)
     python benchmarks/bench_fisher.py --widths 300 --T 50 --no-big
+    python benchmarks/bench_fisher.py --density --widths 2000 --no-big   # density + trace at P ≈ 8 M
 """
 
 from __future__ import annotations
@@ -144,6 +158,8 @@ def one(method: str, M: int, C: int, T: int, L: int, dtype_name: str, seed: int,
             val = eigsh(sop, k=1, which="LA", tol=1e-6, return_eigenvectors=False,
                         v0=np.random.default_rng(0).standard_normal(P).astype(sop.dtype))
             out["lambda_max"] = float(val[0]) / (2 * T)  # GGN of Σ‖f − y‖² = 2T·F
+        elif method.startswith("density-"):
+            out.update(_density(method[len("density-"):], net, x, P, T))
         else:
             raise ValueError(method)
     except (MemoryError, RuntimeError) as err:
@@ -157,9 +173,119 @@ def one(method: str, M: int, C: int, T: int, L: int, dtype_name: str, seed: int,
     return out
 
 
+SLQ_PROBES, SLQ_STEPS, HUTCH_MATVECS = 4, 30, 32
+
+
+def _density(kind: str, net, x, P: int, T: int) -> dict:
+    """One density + trace method; returns the trace, the rule (nodes, weights) or grid density, and timings."""
+    import numpy as np
+    import torch
+
+    from actionlab.fisher import spectral
+    from actionlab.fisher.operators import DualFisherOperator, FisherOperator
+
+    if kind == "dual-exact":
+        op = DualFisherOperator(net, x)
+        sd = spectral.spectral_density(op, method="exact")
+        ev = np.sort(sd.nodes[0])
+        return {"trace": op.trace(), "eigenvalues_nonzero": ev[ev > 0].tolist(), "matvecs": 0}
+    if kind in ("dual-slq", "fisher-slq"):
+        op = DualFisherOperator(net, x) if kind == "dual-slq" else FisherOperator(net, x)
+        t0 = time.perf_counter()
+        sd = spectral.spectral_density(op, method="slq", probes=SLQ_PROBES, steps=SLQ_STEPS)
+        t1 = time.perf_counter()
+        tr = spectral.hutchinson_trace(op, HUTCH_MATVECS, chunk=8)
+        return {"trace": tr.estimate, "trace_se": tr.stderr, "nodes": sd.nodes.tolist(), "weights": sd.weights.tolist(),
+                "density_s": t1 - t0, "trace_s": time.perf_counter() - t1, "matvecs": SLQ_PROBES * SLQ_STEPS + HUTCH_MATVECS}
+    if kind == "curvlinops-slq":
+        from curvlinops import GGNLinearOperator, LanczosApproximateSpectrumCached, hutchinson_trace
+
+        y = torch.zeros(T, net(x[:1]).shape[1], dtype=x.dtype)
+        op = GGNLinearOperator(net, torch.nn.MSELoss(reduction="sum"), list(net.parameters()), [(x, y)],
+                               check_deterministic=False)
+        t0 = time.perf_counter()
+        cache = LanczosApproximateSpectrumCached(op, ncv=SLQ_STEPS)
+        grid, dens = cache.approximate_spectrum(num_repeats=SLQ_PROBES, num_points=1024)
+        t1 = time.perf_counter()
+        tr = float(hutchinson_trace(op, HUTCH_MATVECS)) / (2 * T)  # GGN of Σ‖f − y‖² = 2T·F
+        g = np.asarray(grid, dtype=np.float64) / (2 * T)
+        return {"trace": tr, "grid": g.tolist(), "density": (np.asarray(dens, dtype=np.float64) * 2 * T).tolist(),
+                "density_s": t1 - t0, "trace_s": time.perf_counter() - t1, "matvecs": SLQ_PROBES * SLQ_STEPS + HUTCH_MATVECS}
+    raise ValueError(kind)
+
+
+def _agreement(r: dict, ref: dict) -> tuple[float, float]:
+    """(KS distance of the spectral distribution of F to the exact one, relative trace error) of a density row."""
+    import numpy as np
+
+    from actionlab.fisher.spectral import SpectralDensity, ks_distance
+
+    P = r["P"]
+    nz = np.asarray(ref["eigenvalues_nonzero"])
+    exact = np.concatenate([np.zeros(P - nz.size), nz]) if P - nz.size < 5_000_000 else None
+    rel = (r["trace"] - ref["trace"]) / ref["trace"]
+
+    def exact_cdf(v):  # the exact CDF of F: (P − n) zeros plus the n non-zero eigenvalues
+        return ((P - nz.size) * (v >= 0) + np.searchsorted(nz, v, side="right")) / P
+
+    if "nodes" in r:
+        nodes, weights = np.asarray(r["nodes"]), np.asarray(r["weights"])
+        sd = SpectralDensity("slq", P, nodes, weights, np.zeros(0), np.zeros(0), np.zeros(0), 1.0, np.zeros(0),
+                             np.zeros(0), nodes.shape[0], nodes.shape[1])
+        if exact is not None:
+            return ks_distance(sd, exact, atol=1e-6 * nz.max()), rel
+        pts = np.unique(np.concatenate([nodes.ravel(), nz, [0.0]]))
+        return float(np.abs(sd.cdf(pts) - exact_cdf(pts)).max()), rel
+    if "grid" in r:
+        g, d = np.asarray(r["grid"]), np.asarray(r["density"])
+        cdf = np.concatenate([[0.0], np.cumsum(0.5 * (d[1:] + d[:-1]) * np.diff(g))])
+        return float(np.abs(cdf - exact_cdf(g)).max()), rel
+    return 0.0, rel
+
+
+def _ks_nonzero(r: dict, ref: dict) -> float:
+    """sup over x ≥ 1 % of λ_max of |CDF − exact CDF| of the non-zero part: insensitive to how a method
+    broadens the P − CT zeros (curvlinops' Gaussian kernels put half of that spike below 0)."""
+    import numpy as np
+
+    P, nz = r["P"], np.asarray(ref["eigenvalues_nonzero"])
+    xs = np.linspace(0.01 * nz.max(), 1.2 * nz.max(), 2000)
+    exact = 1.0 - np.searchsorted(nz, xs, side="right") / P  # mass above x
+    if "nodes" in r:
+        nodes, weights = np.asarray(r["nodes"]), np.asarray(r["weights"])
+        est = ((nodes[:, :, None] > xs[None, None, :]) * weights[:, :, None]).sum(1).mean(0)
+    elif "grid" in r:
+        g, d = np.asarray(r["grid"]), np.asarray(r["density"])
+        tail = np.concatenate([np.cumsum((0.5 * (d[1:] + d[:-1]) * np.diff(g))[::-1])[::-1], [0.0]])  # mass above g
+        est = np.interp(xs, g, tail)
+    else:
+        return 0.0
+    return float(np.abs(est - exact).max())
+
+
+def _density_table(rows: list[dict], M: int) -> None:
+    ref = next((r for r in rows if r.get("M") == M and r["method"] == "density-dual-exact" and "trace" in r), None)
+    print(f"\nDensity + trace, M = {M}, P = {ref['P'] if ref else '?'} (SLQ {SLQ_PROBES} probes × {SLQ_STEPS} steps, "
+          f"Hutchinson {HUTCH_MATVECS} matvecs)")
+    print("| method | time (s) | density (s) | trace (s) | × dual-exact | peak extra memory (MB) | KS to exact | "
+          "KS, λ ≥ 1 % λ_max | trace rel. err |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r.get("M") != M or not r["method"].startswith("density-"):
+            continue
+        if "skipped" in r:
+            print(f"| {r['method']} | {r['skipped']} | | | | | | | |")
+            continue
+        ks, rel = _agreement(r, ref) if ref else (float("nan"), float("nan"))
+        ratio = r["time_s"] / ref["time_s"] if ref else float("nan")
+        print(f"| {r['method']} | {r['time_s']:.3g} | {r.get('density_s', r['time_s']):.3g} | {r.get('trace_s', 0):.3g} | "
+              f"{ratio:.3g} | {r['peak_extra_mb']:.0f} | {ks:.3g} | {_ks_nonzero(r, ref) if ref else float('nan'):.3g} | "
+              f"{rel:+.1e} |")
+
+
 def _spawn(method: str, args, M: int) -> dict:
     py = sys.executable
-    if method == "curvlinops":
+    if method in ("curvlinops", "density-curvlinops-slq") and not _importable("curvlinops"):
         if not ANCHOR_PY.exists():
             return {"method": method, "M": M, "skipped": f"anchor not installed ({ANCHOR_PY} missing; see the docstring)"}
         py = str(ANCHOR_PY)
@@ -175,6 +301,12 @@ def _spawn(method: str, args, M: int) -> dict:
         killed = p.returncode in (-9, 137)
         return {"method": method, "M": M, "skipped": ("OOM/killed" if killed else f"failed: {tail[0][:200]}")}
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
 
 
 def main(argv=None) -> int:
@@ -193,6 +325,8 @@ def main(argv=None) -> int:
                          "and inflates timings 10-100x; 0: torch's default)")
     ap.add_argument("--methods", nargs="+", default=["dual", "lanczos", "dense", "curvlinops"])
     ap.add_argument("--timeout", type=int, default=900, help="seconds per method and width")
+    ap.add_argument("--density", action="store_true",
+                    help="spectral density + trace: dual exact / SLQ on the dual / matrix-free SLQ / curvlinops")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     args = ap.parse_args(argv)
@@ -200,6 +334,8 @@ def main(argv=None) -> int:
         print(json.dumps(one(args.one, args.widths[0], args.C, args.T, args.L, args.dtype, args.seed, args.threads)))
         return 0
     widths = list(args.widths) + ([2300] if args.big else [])
+    if args.density:
+        args.methods = ["density-dual-exact", "density-dual-slq", "density-fisher-slq", "density-curvlinops-slq"]
     print(f"# FIM λ_max of a tanh MLP [M]*{args.L}+[{args.C}], T = {args.T}, {args.dtype}; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (timings on a busy machine are inflated)")
     rows = []
@@ -215,6 +351,9 @@ def main(argv=None) -> int:
             rows.append(r)
             if method == "dual" and "time_s" in r:
                 base = r
+        if args.density:
+            _density_table(rows, M)
+            continue
         print(f"\nM = {M}, P = {rows[-1].get('P', '?')}")
         print("| method | time (s) | × dual | peak extra memory (MB) | λ_max | rel. diff. to dual |")
         print("|---|---|---|---|---|---|")

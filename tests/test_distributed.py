@@ -7,7 +7,6 @@ The ranks run in tests/_dist.py's pool (spawned once for this file).
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest

@@ -302,6 +302,49 @@ def test_leading_series_structure():
     assert abs(L2.partial_sums[1] - (float(ser[0]) + float(ser[2]) + float(ser[3]))) < 1e-14
 
 
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "elu"])
+def test_kappa_and_leading_series_refuse_kinked_activations_like_terms(name):
+    """A kink at 0 has no J-contraction: kappa, kappa_note and leading_series raise the ValueCheckError of terms.
+
+    The refusal is right, not merely cautious: for relu the U-linear part of S_2 is Σ U D[relu(W z)], which
+    differs from the right-hand κ_1 Σ J U W (measured here by autodiff in ε), so a κ_n would be wrong."""
+    z, labels, th, _ = problem(21, M=3, H=4, E=3, N=30, balanced=True)
+    with pytest.raises(ValueCheckError) as ref:
+        terms(th, z, labels, activation=name)
+    for call in (lambda: kappa(name, 1, 3), lambda: kappa_note(name, 2, 3),
+                 lambda: leading_series(th, z, labels, 2, activation=name)):
+        with pytest.raises(ValueCheckError) as exc:
+            call()
+        assert str(exc.value) == str(ref.value) and "not analytic at 0" in str(exc.value)
+    if name == "relu":
+        eps = torch.tensor(0.0, dtype=DT, requires_grad=True)
+        d = {"U": eps * th["U"], "c": torch.zeros(3, dtype=DT), "W": th["W"], "b": torch.zeros(4, dtype=DT)}
+        (g,) = torch.autograd.grad(action_series(d, z, labels, 2, activation="relu")[2], eps)
+        right_hand = A.get("relu").taylor(1)[1] / 3 * float(j_contract(z, labels, th["U"], th["W"], 1))
+        p = torch.bincount(labels, minlength=3).double() / len(labels)
+        r = torch.relu(z @ th["W"].T)  # D_α[g] = E_p[g]/M − p(α) E_{p(z|α)}[g], written out
+        D = torch.stack([r.mean(0) / 3 - p[a] * r[labels == a].mean(0) for a in range(3)])
+        assert abs(float(g) - float((th["U"] * D).sum())) < 1e-12
+        assert abs(float(g) - right_hand) > 1e-3 * max(abs(right_hand), 1e-12)
+
+
+def test_kappa_accepts_analytic_activations_with_nonzero_value_at_zero_and_checks_n():
+    """σ(0) ≠ 0 (softplus, sigmoid) adds only terms of higher degree in U: κ_n still applies (measured by autodiff)."""
+    z, labels, th, _ = problem(22, M=3, H=4, E=3, N=30, balanced=True)
+    eps = torch.tensor(0.0, dtype=DT, requires_grad=True)
+    d = {"U": eps * th["U"], "c": torch.zeros(3, dtype=DT), "W": th["W"], "b": torch.zeros(4, dtype=DT)}
+    ser = action_series(d, z, labels, 4, activation="softplus")
+    for n in (1, 2, 3):
+        (g,) = torch.autograd.grad(ser[n + 1], eps, retain_graph=True)
+        want = kappa("softplus", n, 3) * float(j_contract(z, labels, th["U"], th["W"], n))
+        assert abs(float(g) - want) < 1e-10 * max(1.0, abs(want))
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueCheckError, match="n must be an int"):
+            kappa("silu", bad, 3)
+    with pytest.raises(ValueCheckError, match="M must be an int"):
+        kappa_note("silu", 1, 0)
+
+
 def test_s2_matrix_equals_autograd_hessian_and_closed_form_spectrum():
     M, H, E = 3, 2, 3
     z, labels, _, _ = problem(17, M=M, H=H, E=E, N=24)

@@ -109,8 +109,13 @@ def test_errors():
     bn = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.Tanh(), nn.Linear(5, 1))
     with pytest.raises(ValueCheckError, match="BatchNorm"):
         E.fisher_statistics(bn, torch.randn(3, 4))
-    with pytest.raises(ValueCheckError, match="unsupported layer"):
-        E.fisher_statistics(nn.Sequential(nn.Linear(4, 5), nn.Softmax(dim=1)), torch.randn(3, 4))
+    with pytest.raises(ValueCheckError, match="unsupported layer"):  # the layer-wise dual: stacks only
+        E.dual_matrix(nn.Sequential(nn.Linear(4, 5), nn.Softmax(dim=1)), torch.randn(3, 4))
+    # fisher_statistics takes any sample-wise module instead (the Jacobian Gram dual): equal to the dense FIM
+    sm = nn.Sequential(nn.Linear(4, 5), nn.Softmax(dim=1)).double()
+    xs = torch.randn(3, 4, dtype=torch.float64)
+    ev = torch.linalg.eigvalsh(E.dense_fisher(sm, xs)).flip(0)[:15].numpy()
+    np.testing.assert_allclose(E.fisher_statistics(sm, xs).eigenvalues, ev, atol=1e-12)
     with pytest.raises(ValueCheckError):
         E.fisher_statistics(m, torch.full((4, 5), float("nan"), dtype=torch.float64))
     with pytest.raises(ValueCheckError):
@@ -131,3 +136,119 @@ def test_dual_with_mapped_and_autograd_activations_and_short_repr():
     text = repr(st)
     assert "eigenvalues=array(shape=(12,)" in text and "lambda_max=" in text
     assert "<table>" in st._repr_html_()
+
+
+# --------------------------------------------------------------------------- any nn.Module (issue 17 item 5)
+def _conv_net(side: int, seed: int = 0) -> nn.Module:
+    """Conv2d → BatchNorm2d (eval, non-trivial running statistics) → ReLU → MaxPool → LayerNorm → Linear."""
+    torch.manual_seed(seed)
+    k = 3 if side == 8 else 5
+    s = (side - k + 1) // 2
+    net = nn.Sequential(nn.Conv2d(1, 3, k), nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(3, 2, 3, padding=1),
+                        nn.Tanh(), nn.AvgPool2d(2) if side == 28 else nn.Identity(), nn.Flatten(),
+                        nn.LayerNorm(2 * (s // 2 if side == 28 else s) ** 2), nn.Linear(2 * (s // 2 if side == 28 else s) ** 2, 3))
+    net = net.double()
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-0.5, 0.5)
+        net[1].running_var.uniform_(0.5, 2.0)
+        net[8].weight.uniform_(0.5, 1.5)
+        net[8].bias.uniform_(-0.2, 0.2)
+    return net.eval()
+
+
+def _images(side: int) -> torch.Tensor:
+    if side == 8:
+        from actionlab.data import load
+
+        return load("digits", "train", per_class=1, dtype=torch.float64).z[:6].reshape(-1, 1, 8, 8)
+    g = torch.Generator().manual_seed(3)
+    return torch.rand(5, 1, 28, 28, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("side", [8, 28])
+@pytest.mark.parametrize("outputs", ["squared", "cross_entropy"])
+def test_conv_nets_against_dense_fim(side, outputs):
+    """Conv2d, pooling, eval-mode BatchNorm and LayerNorm on 8×8 digits and 28×28 images: the spectrum, m, s of
+    fisher_statistics equal those of the dense P × P FIM from torch.func.jacrev (float64)."""
+    net, x = _conv_net(side), _images(side)
+    F = E.dense_fisher(net, x, outputs)
+    P = F.shape[0]
+    st = E.fisher_statistics(net, x, outputs, batch_size=2)
+    ev = torch.linalg.eigvalsh(F).flip(0).numpy()
+    k = len(st.eigenvalues)
+    assert k == 3 * x.shape[0] and st.num_params == P and st.C == 3
+    np.testing.assert_allclose(st.eigenvalues, ev[:k], atol=1e-10 * ev[0], rtol=0)
+    assert abs(st.m - float(torch.trace(F)) / P) < 1e-12 * ev[0]
+    assert abs(st.s - float((F * F).sum()) / P) < 1e-10 * ev[0] ** 2
+    # per-layer terms: one per module with parameters; they add up to m, and each one's trace is that of
+    # the dense FIM's diagonal block of the module's parameters
+    layers = E.layer_statistics(net, x, outputs)
+    assert [ly.name for ly in layers] == ["0", "1", "4", "8", "9"]
+    assert abs(sum(ly.m for ly in layers) - st.m) < 1e-12 * ev[0]
+    start = 0
+    for ly in layers:
+        block = F[start:start + ly.num_params, start:start + ly.num_params]
+        assert abs(ly.trace - float(torch.trace(block))) < 1e-10 * ev[0]
+        assert abs(ly.lambda_max - float(torch.linalg.eigvalsh(block)[-1])) < 1e-9 * ev[0]
+        start += ly.num_params
+    assert start == P
+
+
+def test_unsupported_modules_are_refused_with_the_fix():
+    net = _conv_net(8).train()
+    with pytest.raises(ValueCheckError, match="model.eval"):
+        E.fisher_statistics(net, _images(8))
+
+    class ItemNet(nn.Module):  # data-dependent Python control flow: torch.func cannot vmap it
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.lin(x) * float(x.sum().item() > 0)
+
+    with pytest.raises(ValueCheckError, match="torch.func could not differentiate"):
+        E.fisher_statistics(ItemNet(), torch.randn(3, 4))
+
+
+@pytest.mark.parametrize("outputs", ["squared", "cross_entropy"])
+def test_layer_statistics_of_stacks(outputs):
+    """Per-layer terms of an MLP: equal to DualFisherOperator.layer_terms(), they sum to F*; the bias part is
+    the trace of the dense FIM's bias entries; each λ_max,l is that of the dense diagonal block."""
+    from actionlab.fisher.operators import DualFisherOperator
+
+    m, x = _net("tanh", None)
+    F = E.dense_fisher(m, x, outputs)
+    P = F.shape[0]
+    layers = E.layer_statistics(m, x, outputs)
+    terms = DualFisherOperator(m, x, outputs).layer_terms()
+    assert [ly.name for ly in layers] == [n for n, _ in terms]
+    for ly, (_, Fl) in zip(layers, terms):
+        assert abs(ly.m - float(torch.trace(Fl)) / P) < 1e-12
+        assert abs(ly.s - float((Fl * Fl).sum()) / P) < 1e-12
+    names = [n for n, _ in m.named_parameters()]
+    sizes = [p.numel() for _, p in m.named_parameters()]
+    diag, start, bias_tr = torch.diagonal(F), 0, 0.0
+    for n, k in zip(names, sizes):
+        if n.endswith("bias"):
+            bias_tr += float(diag[start:start + k].sum())
+        start += k
+    assert abs(sum(ly.m_bias for ly in layers) - bias_tr / P) < 1e-12
+    start = 0
+    for ly in layers:
+        block = F[start:start + ly.num_params, start:start + ly.num_params]
+        assert abs(ly.lambda_max - float(torch.linalg.eigvalsh(block)[-1])) < 1e-10
+        start += ly.num_params
+
+
+def test_memory_guard_refuses_with_the_alternatives(monkeypatch):
+    m, x = _net()
+    assert E.available_memory("cpu") is None or E.available_memory("cpu") > 0
+    monkeypatch.setattr(E, "available_memory", lambda device=None: 1000)  # 1 kB: (CT)² = 144 doubles do not fit ×4
+    for fn in (E.fisher_statistics, E.dual_matrix, E.layer_statistics):
+        with pytest.raises(E.InsufficientMemoryError, match="Lanczos on F.*fewer inputs.*several ranks"):
+            fn(m, x)
+    with pytest.raises(E.InsufficientMemoryError, match="Jacobian"):
+        E.fisher_statistics(_conv_net(8), _images(8))
+    monkeypatch.setattr(E, "available_memory", lambda device=None: 10**12)
+    assert E.fisher_statistics(m, x).lambda_max > 0

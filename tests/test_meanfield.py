@@ -200,3 +200,82 @@ def test_architecture_and_short_repr():
     text = repr(p)
     assert "architecture=Architecture(…)" in text and "lambda_max=" in text and len(text.splitlines()) < 40
     assert "<table>" in p._repr_html_()
+
+
+def _leading_dual(d: float, o: float, T: int, C: int) -> np.ndarray:
+    """The leading F̄* of A.23/A.31: C diagonal blocks with d on the diagonal and o off it."""
+    K = np.full((T, T), o) + np.eye(T) * (d - o)
+    return np.kron(np.eye(C), K)
+
+
+@pytest.mark.parametrize("act,C,T", [("tanh", 1, 7), ("relu", 3, 5), ("erf", 2, 9)])
+def test_bulk_outliers_and_markov_bound_from_the_leading_dual(act, C, T):
+    """A.4(i): the leading F̄* = αMK/T has C eigenvalues λ_max and C(T−1) at α(κ₁−κ₂)M/T (numpy eigvalsh of the
+    explicit matrix); with the bias entries (B1, B2) the same with the finite values. Corollary 2 = P m_λ/k."""
+    arch = mf.Architecture.uniform(act, L=3, M=200, C=C, sigma_w2=2.0, sigma_b2=0.3)
+    p = mf.predict(arch, T=T)
+    a, M = p.alpha, p.M
+    ev = np.linalg.eigvalsh(_leading_dual(a * M * p.kappa1 / T, a * M * p.kappa2 / T, T, C))[::-1]
+    np.testing.assert_allclose(ev[:C], p.lambda_max, rtol=1e-12)
+    np.testing.assert_allclose(ev[C:], p.lambda_bulk, rtol=1e-10)
+    # finite: diagonal B1/T, off-diagonal B2/T with B1 − B2 = T λ_bulk_finite and B1 + (T−1)B2 = T λ_max_finite,
+    # so B2 = λ_max_finite − λ_bulk_finite
+    B2 = p.lambda_max_finite - p.lambda_bulk_finite
+    B1 = p.lambda_bulk_finite * T + B2
+    evf = np.linalg.eigvalsh(_leading_dual(B1 / T, B2 / T, T, C))[::-1]
+    np.testing.assert_allclose(evf[:C], p.lambda_max_finite, rtol=1e-12)
+    np.testing.assert_allclose(p.m_finite, C * T * B1 / T / p.num_params, rtol=1e-12)  # trace / P
+    # A.3/A.9: m = m^(W) + m^(b) with m^(b) = C Σ_l q̃^l/(αM²)
+    qt = sum(p.order.q_tilde[1:])
+    assert math.isclose(p.m_bias, C * qt / (a * M**2)) and math.isclose(p.m_weights, p.m)
+    assert math.isclose(p.m_finite, C * (p.kappa1 * a * M + qt) / p.num_params)
+    # Corollary 2: ακ₁CM/k = (αM²)·m_λ/k
+    for k in (0.1, 1.0, 10.0):
+        assert math.isclose(p.markov_bound(k), a * M**2 * p.m / k)
+    with pytest.raises(ValueCheckError, match="k of Corollary 2"):
+        p.markov_bound(0.0)
+
+
+def test_layer_predictions_sum_to_the_totals():
+    arch = mf.Architecture.uniform("tanh", L=4, M=150, C=2, alphas=(1.0, 2.0, 1.0, 0.5), sigma_w2=3.0, sigma_b2=0.64)
+    p = mf.predict(arch, T=11)
+    ls = mf.layer_predictions(p)
+    assert [x.layer for x in ls] == [1, 2, 3, 4] and [x.fan_in for x in ls] == list(arch.widths[:-1])
+    assert math.isclose(sum(x.kappa1 for x in ls), p.kappa1, rel_tol=1e-12)
+    assert math.isclose(sum(x.kappa2 for x in ls), p.kappa2, rel_tol=1e-12)
+    assert math.isclose(sum(x.m for x in ls), p.m, rel_tol=1e-12)
+    assert math.isclose(sum(x.m_finite for x in ls), p.m_finite, rel_tol=1e-12)
+    assert math.isclose(sum(x.m_bias for x in ls), p.m_bias_finite, rel_tol=1e-12)
+    assert math.isclose(sum(x.lambda_max for x in ls), p.lambda_max, rel_tol=1e-12)  # linear in κ
+    assert math.isclose(sum(x.lambda_max_finite for x in ls), p.lambda_max_finite, rel_tol=1e-12)
+    for x in ls:  # each layer alone: the formulas of A.25 and Theorem 4 with its own κ
+        assert math.isclose(x.s, p.alpha * p.C * (10 / 11 * x.kappa2**2 + x.kappa1**2 / 11))
+    with pytest.raises(ValueCheckError, match="result of predict"):
+        mf.layer_predictions(arch)
+
+
+def test_layer_predictions_against_random_networks():
+    """Simulation: per-layer m_l, λ_max,l and the bias share (A.9) of random tanh MLPs at M = 300, 4 seeds,
+    against the finite-size per-layer theory; tolerance 10 % on the seed mean (fluctuations O(1/√M)).
+
+    Layer 1 on Gaussian inputs has q̂⁰_st = 0, so κ^(1)_2 = 0 and F*_1 has no outlier: its λ_max is the edge of a
+    bulk widened by the O(√M)/T fluctuations (the exceptional case after A.25), above the theory's κ₁/T·αM."""
+    from actionlab.fisher import empirical as emp
+    from actionlab.models import MLP
+
+    arch = mf.Architecture.uniform("tanh", L=3, M=300, sigma_w2=3.0, sigma_b2=0.64)
+    T = 20
+    meas = []
+    for s in range(4):
+        g = torch.Generator().manual_seed(s)
+        net = MLP(list(arch.widths), activation="tanh", sigma_w2=3.0, sigma_b2=0.64, generator=g, dtype=torch.float64)
+        x = torch.randn(T, 300, generator=g, dtype=torch.float64)
+        meas.append([(ly.m, ly.lambda_max, ly.m_bias) for ly in emp.layer_statistics(net, x)])
+    meas = np.array(meas).mean(0)
+    for (m, lam, mb), th in zip(meas, mf.layer_predictions(mf.predict(arch, T=T))):
+        assert abs(m / th.m_finite - 1) < 0.1, (m, th)
+        assert abs(mb / th.m_bias - 1) < 0.1, (mb, th)
+        if th.kappa2 > 0:
+            assert abs(lam / th.lambda_max_finite - 1) < 0.1, (lam, th)
+        else:
+            assert lam > 1.1 * th.lambda_max_finite, (lam, th)

@@ -388,3 +388,114 @@ def test_activation_modules_map_through_activations_from_module():
         RNGD(nn.Sequential(nn.Linear(3, 4), nn.Hardtanh(), nn.Linear(4, 2)))
     with pytest.raises(ValueCheckError, match="approximate"):
         RNGD(nn.Sequential(nn.Linear(3, 4), nn.GELU(approximate="tanh"), nn.Linear(4, 2)))
+
+
+# ---------------------------------------------------------------------------------------
+# low-rank-plus-identity first-layer inverse (first_layer_rank) and the damping=0 refusal
+# ---------------------------------------------------------------------------------------
+def _first_layer_net(D=12, seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(D, 5), nn.ReLU(), nn.Linear(5, 3)).to(DT)
+
+
+def _structured_inputs(N=200, D=12, seed=3):
+    """Inputs with a decaying covariance spectrum (scales 3, 2.5, …), so the top eigen-directions are separated."""
+    g = torch.Generator().manual_seed(seed)
+    scales = torch.linspace(3.0, 0.2, D, dtype=DT)
+    return torch.randn(N, D, generator=g, dtype=DT) * scales, torch.randint(0, 3, (N,), generator=g)
+
+
+def test_low_rank_plus_identity_matches_eigh():
+    from actionlab.optim import low_rank_plus_identity
+
+    g = torch.Generator().manual_seed(0)
+    Q, _ = torch.linalg.qr(torch.randn(40, 40, generator=g, dtype=DT))
+    spec = torch.cat([torch.tensor([50.0, 30.0, 20.0, 10.0, 8.0], dtype=DT), torch.linspace(1.0, 0.1, 35, dtype=DT)])
+    A = (Q * spec) @ Q.T
+    lam, V, rho, basis = low_rank_plus_identity(A, 5, iters=30)
+    assert torch.allclose(lam, spec[:5], rtol=1e-10)
+    assert torch.allclose(rho, spec[5:].mean(), rtol=1e-10)  # the mean of the remaining eigenvalues
+    assert torch.allclose(V @ V.T, Q[:, :5] @ Q[:, :5].T, atol=1e-8)  # the top-5 eigenspace
+    assert basis.shape == (40, 15)
+
+
+def test_low_rank_first_layer_step_matches_reference_and_full_rank_is_exact():
+    D, lam, lr, k = 12, 0.05, 0.1, 4
+    x, y = _structured_inputs(D=D)
+    xt = torch.cat([x, torch.ones(len(x), 1, dtype=DT)], 1)
+    A = xt.T @ xt / len(x)
+    Ad = A + lam * torch.trace(A) / (D + 1) * torch.eye(D + 1, dtype=DT)
+    vals, vecs = torch.linalg.eigh(Ad)  # ascending: the reference low-rank-plus-identity inverse from eigh
+    top, Vk = vals[-k:], vecs[:, -k:]
+    rho = vals[:-k].mean()
+    for rank in (k, D):  # rank D = d − 1: ρ is the last eigenvalue, the inverse is exact
+        net = _first_layer_net(D)
+        before = _flat_params(net[0])
+        opt = RNGD(net, lr=lr, decay=0.0, damping=lam, inverse_every=1, first_layer_rank=rank)
+        assert opt.specs[0].rank == rank and opt.specs[1].rank == 0
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        g = torch.cat([net[0].weight.grad, net[0].bias.grad[:, None]], 1).clone()
+        opt.step()
+        step = (before - _flat_params(net[0])).reshape(g.shape) / lr
+        if rank == k:
+            expected = g / rho + ((g @ Vk) * (1 / top - 1 / rho)) @ Vk.T
+            assert torch.allclose(step, expected, atol=1e-7, rtol=1e-6), (step - expected).abs().max()
+        else:
+            expected = torch.linalg.solve(Ad, g.T).T
+            assert torch.allclose(step, expected, atol=1e-9, rtol=1e-8), (step - expected).abs().max()
+        assert "rank" in repr(opt)
+
+
+def test_low_rank_first_layer_warm_start_tracks_the_running_metric():
+    """After several refreshes (2 warm-started subspace iterations each, k + 10 < d columns) the directions are
+    the top-k eigenvectors of the running metric at the last refresh."""
+    D, k = 30, 3
+    g = torch.Generator().manual_seed(5)
+    scales = torch.cat([torch.tensor([5.0, 4.0, 3.0], dtype=DT), torch.linspace(1.0, 0.1, D - 3, dtype=DT)])
+    x = torch.randn(400, D, generator=g, dtype=DT) * scales
+    y = torch.randint(0, 3, (400,), generator=g)
+    net = _first_layer_net(D)
+    opt = RNGD(net, lr=1e-3, decay=0.9, damping=0.01, inverse_every=2, first_layer_rank=k)
+    for t in range(11):  # refreshes at t = 0, 2, …, 10: the last one sees the final metric
+        sl = slice((t % 8) * 50, (t % 8) * 50 + 50)
+        opt.zero_grad()
+        F.cross_entropy(net(x[sl]), y[sl]).backward()
+        opt.step()
+    G = opt.metric(0)
+    vecs = torch.linalg.eigh(G).eigenvectors[:, -k:]
+    V = opt.state[net[0].weight]["inverse"]
+    assert torch.linalg.matrix_norm(V @ V.T - vecs @ vecs.T, ord=2) < 1e-3
+
+
+def test_first_layer_rank_is_checked():
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueCheckError, match="first_layer_rank"):
+            RNGD(_first_layer_net(), first_layer_rank=bad)
+
+
+def test_damping_zero_refuses_a_singular_metric():
+    """Fewer samples (N = 5) than d = 13 parameters per neuron: g^y(w) is rank-deficient (003 §2.1), refuse."""
+    D = 12
+    x, y = _structured_inputs(N=5, D=D)
+    for rank in (None, 4):
+        net = _first_layer_net(D)
+        opt = RNGD(net, lr=0.1, decay=0.0, damping=0.0, inverse_every=1, first_layer_rank=rank)
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        before = _flat_params(net[0])
+        with pytest.raises(ValueCheckError, match="singular without damping"):
+            opt.step()
+        assert torch.equal(before, _flat_params(net[0]))  # no step was taken
+    # with enough samples the undamped metric is regular and the step is the exact inverse times the gradient
+    x, y = _structured_inputs(N=200, D=D)
+    net = _first_layer_net(D)
+    opt = RNGD(net, lr=0.1, decay=0.0, damping=0.0, inverse_every=1)
+    opt.zero_grad()
+    F.cross_entropy(net(x), y).backward()
+    g = torch.cat([net[0].weight.grad, net[0].bias.grad[:, None]], 1).clone()
+    before = _flat_params(net[0])
+    opt.step()
+    xt = torch.cat([x, torch.ones(len(x), 1, dtype=DT)], 1)
+    expected = torch.linalg.solve(xt.T @ xt / len(x), g.T).T
+    assert torch.allclose((before - _flat_params(net[0])).reshape(g.shape) / 0.1, expected, atol=1e-8)

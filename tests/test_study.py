@@ -19,7 +19,7 @@ import pytest
 from actionlab._checks import ValueCheckError
 from actionlab.config import RunOptions
 from actionlab.experiments._registry import Experiment
-from actionlab.runs import Claim, RunFolder
+from actionlab.runs import MANIFEST, Claim, RunFolder
 from actionlab.study import decide, load_study, plan_study, run_state, run_study
 
 
@@ -162,13 +162,17 @@ def test_interrupted_experiment_is_cleaned_and_restarted(tmp_path):
     saved = load_study(tmp_path)
     assert saved.entry("alpha").status == "done" and saved.entry("beta").status == "interrupted"
     (tmp_path / "beta" / "half-written.npy").write_bytes(b"junk")
-    # the next study: alpha is kept, beta starts again from a clean folder
+    # the interrupted run wrote it (it is in the folder's manifest); a user's file is not, and stays
+    (tmp_path / "beta" / MANIFEST).write_text(json.dumps(["half-written.npy"]))
+    (tmp_path / "beta" / "precious.txt").write_text("mine")
+    # the next study: alpha is kept, beta starts again with the interrupted run's files cleared
     reg["beta"] = make_experiment("beta", calls=calls)
     study = run_study(tmp_path, preset="quick", experiments=reg, progress=False, log=lambda s: None)
     assert [c[0] for c in calls] == ["alpha", "beta", "beta"]
     assert study.entry("alpha").status == "cached"
     assert study.entry("beta").status == "done" and "interrupted" in study.entry("beta").note
     assert not (tmp_path / "beta" / "half-written.npy").exists()
+    assert (tmp_path / "beta" / "precious.txt").read_text() == "mine"
     assert run_state(tmp_path / "beta") == "finished"
 
 

@@ -2,8 +2,7 @@
 
 Helpers are checked against independent computations; the experiments' quick presets (marked slow) are
 checked for structure and for properties that must hold (named terms summing to the exact S_n, the
-histogrammed products summing to the terms, partial sums converging for small t, the early-stop rule
-firing on an overfitting run, …).
+histogrammed products summing to the terms, partial sums converging for small t, …; early-stop: tests/test_early_stop.py).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from actionlab.config import RunOptions
 from actionlab.experiments import get_experiment, make_config
 from actionlab.experiments._trained import dominance, gaussianity, looks_gaussian_centred
 from actionlab.experiments.conjecture import radius_estimate
-from actionlab.experiments.early_stop import compare_rule, first_nonpositive
 from actionlab.experiments.j_stats import range_matches
 from actionlab.experiments.scaling import fit_power_law, power_law, power_law_appears
 from actionlab.experiments.theta_star import rank_tensors
@@ -105,18 +103,6 @@ def test_power_law_not_claimed_on_flat_noise():
     mean = per_seed.mean(0)
     fit = fit_power_law(H, mean, per_seed.std(0, ddof=1) / math.sqrt(3), per_seed=per_seed, n_boot=50)
     assert not power_law_appears(fit, float(mean.max() - mean.min()), float(per_seed.std(0, ddof=1).mean()))
-
-
-def test_first_nonpositive_and_compare_rule():
-    steps = [0, 10, 20, 30, 40, 50]
-    dots = [5.0, 2.0, -0.5, 1.0, -1.0, -2.0]
-    assert first_nonpositive(dots, steps) == 20
-    assert first_nonpositive(dots, steps, smoothing=0.5) == 50  # EMA: 5, 3.5, 1.5, 1.25, 0.125, −0.94
-    s_e = [2.0, 1.5, 1.2, 1.3, 1.4, 1.6]
-    c = compare_rule(steps, s_e, dots, smoothing=0.0)
-    assert c["min_step"] == 20 and c["raw"]["rule_step"] == 20 and c["raw"]["gap_steps"] == 0
-    assert c["raw"]["gap_loss"] == pytest.approx(0.0) and not c["min_at_end"]
-    assert first_nonpositive([1.0, 1.0], [0, 1]) is None
 
 
 def test_radius_estimate_of_a_geometric_series():
@@ -216,30 +202,6 @@ def test_embedding_dim_quick(tmp_path, cache_dir):
         assert r["subterms"]["U·W·W"] == 10 * r["H"] * r["E"] ** 2
         total = sum(v for k, v in r["terms"].items() if k in ("c·c", "U·W", "U·b"))
         assert total == pytest.approx(r["S_n"][2], rel=1e-8, abs=1e-12)
-
-
-@pytest.mark.slow
-def test_early_stop_quick_rule_fires_on_overfitting(tmp_path, cache_dir):
-    res, payload = _run("early-stop", tmp_path, cache_dir)
-    small = res.runs[0]
-    c = small["comparison"]
-    tr = small["trace"]
-    assert small["n_train"] == 100 and len(tr["step"]) >= 10
-    # 100 samples, 300 steps: the test loss passes its minimum, and the rule fires
-    assert not c["min_at_end"]
-    assert c["raw"]["rule_step"] is not None
-    assert c["raw"]["S_E_at_rule"] >= c["min_S_E"] - 1e-12
-    # the trace's dot products are those of full gradients: cosine in [−1, 1]
-    assert all(-1.0 - 1e-9 <= x <= 1.0 + 1e-9 for x in tr["cosine"])
-
-
-def test_early_stop_config_refuses_nonsense():
-    from actionlab._checks import ValueCheckError
-
-    exp = get_experiment("early-stop")
-    for bad in ({"sizes": ()}, {"steps": 0}, {"smoothing": 1.0}, {"lr": 0.0}, {"optimizer": "lbfgs"}, {"embedding": "x"}):
-        with pytest.raises(ValueCheckError):
-            make_config(exp.config_cls, "quick", **bad)
 
 
 def test_scaling_figure_log_axis_survives_zero_l_inf():

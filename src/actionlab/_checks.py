@@ -7,6 +7,7 @@ never sees a traceback from deep inside torch for a wrong shape or a NaN.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 
 import torch
@@ -19,6 +20,7 @@ __all__ = [
     "check_finite",
     "check_matrix",
     "check_labels",
+    "check_nonempty",
     "check_same_length",
     "check_float",
     "check_choice",
@@ -78,22 +80,41 @@ def check_matrix(x: torch.Tensor, name: str, cols: int | None = None, rows: int 
     return check_finite(x, name)
 
 
-def check_labels(labels: torch.Tensor, num_classes: int, name: str = "labels") -> torch.Tensor:
-    """Require a 1-D integer tensor with values in 0..num_classes-1."""
+def check_labels(labels: torch.Tensor, num_classes: int | None, name: str = "labels") -> torch.Tensor:
+    """Require a 1-D int64 tensor of class indices with values in 0..num_classes-1.
+
+    A list, a float or bool tensor, or another integer dtype (uint8 wraps at 256, and torch's losses and
+    ``one_hot`` take int64 only) is refused with the conversion to use. ``num_classes=None`` checks only
+    that the indices are ≥ 0.
+    """
     if not isinstance(labels, torch.Tensor):
-        raise ValueCheckError(f"{name} must be a torch.Tensor of integer class indices, got {type(labels).__name__}")
+        raise ValueCheckError(f"{name} must be a torch.Tensor of integer class indices, got {type(labels).__name__}; "
+                              f"wrap it with torch.as_tensor({name}, dtype=torch.long)")
     if labels.dim() != 1:
         raise ShapeError(f"{name} must be 1-D (N,), got shape {tuple(labels.shape)}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise ValueCheckError(f"{name} must hold integer class indices, got dtype {labels.dtype}; use {name}.long()")
+    if labels.dtype != torch.int64:
+        raise ValueCheckError(f"{name} must be int64 (torch.long) class indices, got dtype {labels.dtype}; "
+                              f"use {name}.long()")
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 1):
+        raise ValueCheckError(f"the number of classes M must be a positive integer, got {num_classes!r}")
     if labels.numel():
         lo, hi = int(labels.min()), int(labels.max())
-        if lo < 0 or hi >= num_classes:
+        if lo < 0 or (num_classes is not None and hi >= num_classes):
+            bound = f"0..{num_classes - 1} (M = {num_classes} classes)" if num_classes is not None else "≥ 0"
             raise ValueCheckError(
-                f"{name} must lie in 0..{num_classes - 1} (M = {num_classes} classes) but range over {lo}..{hi}; "
+                f"{name} must lie in {bound} but range over {lo}..{hi}; "
                 f"remap the labels or pass the right number of classes"
             )
     return labels
+
+
+def check_nonempty(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Require at least one sample (a non-empty leading dimension)."""
+    if x.dim() == 0 or x.shape[0] == 0:
+        raise ShapeError(f"{name} is empty (shape {tuple(x.shape)}); pass at least one sample")
+    return x
 
 
 def check_same_length(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:

@@ -14,11 +14,23 @@ the index against the registry, so it cannot go stale). A name outside the
 index (an experiment registered by a plug-in) falls back to importing every
 experiment.
 
-Errors: a user error (:class:`actionlab.ActionlabError`) prints one line
-``actionlab CMD: error: …`` and exits 2; Ctrl-C prints ``actionlab CMD:
-error: interrupted`` and exits 130. An experiment that fails leaves its run
-folder marked ``FAILED`` (:func:`actionlab.runs.mark_failed`), never with
-only a ``RUNNING`` marker.
+Every input is checked at the edge, before any work: the config fields
+(:func:`actionlab.experiments.check_config`), ``--out`` (not empty, not a
+file, not below a file, writable: :func:`actionlab.config.check_out_dir`)
+and ``--device`` (:func:`actionlab.config.resolve_device`: ``tpu``, ``meta``
+or ``cuda`` without a GPU are refused).
+
+Errors: a user error (:class:`actionlab.ActionlabError`) or an operating
+system error (a full disk, a permission) prints one line ``actionlab CMD:
+error: …`` and exits 2; Ctrl-C prints ``actionlab CMD: error: interrupted``
+and exits 130. An experiment that fails leaves its run folder marked
+``FAILED`` (:func:`actionlab.runs.mark_failed`, with the traceback), never
+with only a ``RUNNING`` marker. An experiment's run folder is locked while the
+command runs (:func:`actionlab.runs.acquire_lock`): a second command on the
+same ``--out`` fails at once, naming the holder's pid and start time.
+
+``actionlab EXPERIMENT --print-config [--preset P] [flags]`` prints the
+resolved config as JSON and exits, without running anything.
 """
 
 from __future__ import annotations
@@ -26,6 +38,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import json
 import shlex
 import sys
 import types
@@ -64,12 +77,14 @@ COMMANDS: dict[str, Command] = {
                        "E; power-law fits (note 001)", True),
     "conjecture": Command("actionlab.experiments.conjecture", "the notes' all-orders series at θ* and along 0 → θ* "
                           "against the exact S (notes §2.5)", True),
-    "early-stop": Command("actionlab.experiments.early_stop", "the §3 rule ∇S_T·∇S_E ≤ 0 against the minimum of S_E "
-                          "over training-set sizes (notes §3)", True),
+    "early-stop": Command("actionlab.experiments.early_stop", "the §3 rule ∇S_T·∇S_E ≤ 0 against argmin S_E: "
+                          "gradient-flow GD, then step size, batch size, optimizer and training-set size (notes §3)", True),
     "fim-spectrum": Command("actionlab.experiments.fim_spectrum", "FIM eigenvalue statistics m_λ, s_λ, λ_max of random "
                             "MLPs against mean-field theory (004)", True),
     "lr-bound": Command("actionlab.experiments.lr_bound", "training loss after one epoch over widths × learning rates "
                         "against η_c = 2(1+μ)/λ_max (004)", True),
+    "rfim-check": Command("actionlab.experiments.rfim_check", "003 table 1 RFIM closed forms against the definition; "
+                          "rank of g^y(w) against the number of samples", True),
     "rngd-mnist": Command("actionlab.experiments.rngd_mnist", "RNGD against SGD and Adam on MNIST MLPs (003 section 4, "
                           "figures 1-4)", True),
     "data": Command("actionlab.commands.data", "describe a data set: N, E, M, class counts and balance"),
@@ -87,22 +102,29 @@ def common_parser() -> argparse.ArgumentParser:
     """The parent parser with the options every command shares."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("common options")
-    g.add_argument("--out", type=Path, default=None, help="run folder to write (default: runs/<command>-<timestamp>)")
+    g.add_argument("--out", default=None, metavar="DIR", help="run folder to write (default: runs/<command>-<timestamp>)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     g.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="floating-point precision")
     return p
 
 
-def options_from_args(args: argparse.Namespace, argv: list[str] | None = None):
+def options_from_args(args: argparse.Namespace, argv: list[str] | None = None, check: bool = True):
     """The :class:`actionlab.config.RunOptions` of parsed arguments; ``command`` is ``actionlab`` + ``argv``.
 
-    ``out`` stays ``None`` when ``--out`` was not given (each command knows its default).
+    ``out`` stays ``None`` when ``--out`` was not given (each command knows its default). With
+    ``check`` an empty ``--out`` and an unusable ``--device`` are refused here, before any work.
     """
-    from actionlab.config import RunOptions
+    from actionlab._checks import ValueCheckError
+    from actionlab.config import RunOptions, resolve_device
 
+    out = args.out
+    if check and isinstance(out, str) and not out.strip():
+        raise ValueCheckError("--out is empty; give the folder to write, e.g. --out runs/my-run")
+    if check:
+        resolve_device(args.device)
     command = shlex.join(["actionlab", *argv]) if argv is not None else None
-    return RunOptions(out=args.out, seed=args.seed, device=args.device, dtype=args.dtype,
+    return RunOptions(out=None if out is None else Path(out), seed=args.seed, device=args.device, dtype=args.dtype,
                       preset=getattr(args, "preset", None), command=command)
 
 
@@ -169,6 +191,8 @@ def _add_experiment(sub, exp, common) -> None:
         p.add_argument("--quick", dest="preset", action="store_const", const="quick", help="same as --preset quick")
     if "full" in presets:
         p.add_argument("--full", dest="preset", action="store_const", const="full", help="same as --preset full")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (preset and flags) as JSON and exit without running")
     hints = typing.get_type_hints(cfg)
     g = p.add_argument_group(f"{exp.name} options (override the preset)")
     for f in dataclasses.fields(cfg):
@@ -198,31 +222,47 @@ def _error_text(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
 
 
+def _resolved_config(exp, args: argparse.Namespace):
+    from actionlab.experiments import make_config
+
+    overrides = {}
+    for f in dataclasses.fields(exp.config_cls):
+        v = getattr(args, f.name, None)
+        overrides[f.name] = tuple(v) if isinstance(v, list) else v
+    return make_config(exp.config_cls, args.preset, **overrides)
+
+
 def _experiment_handler(exp):
     def handler(args: argparse.Namespace, options) -> int:
-        from actionlab.experiments import make_config
-        from actionlab.runs import default_out, folder_state, mark_failed
+        from actionlab.config import check_out_dir
+        from actionlab.runs import acquire_lock, default_out, folder_state, mark_failed, to_jsonable
 
-        overrides = {}
-        for f in dataclasses.fields(exp.config_cls):
-            v = getattr(args, f.name, None)
-            overrides[f.name] = tuple(v) if isinstance(v, list) else v
-        config = make_config(exp.config_cls, args.preset, **overrides)
+        config = _resolved_config(exp, args)
+        if getattr(args, "print_config", False):
+            print(json.dumps(to_jsonable(dataclasses.asdict(config)), indent=2, allow_nan=False))
+            return 0
         if options.out is None:
             options.out = default_out(exp.name)
             options.command = f"{options.command} --out {shlex.quote(str(options.out))}"
+        check_out_dir(options.out)
+        lock = acquire_lock(options.out, options.command)
         try:
-            exp.run(config, options)
-        except BaseException as exc:
-            mark_failed(options.out, _error_text(exc), command=options.command)
-            raise
-        if folder_state(options.out) != "finished":
-            mark_failed(options.out, "the experiment returned without finishing its run folder", command=options.command)
-            raise RuntimeError(f"experiment {exp.name!r} returned without finishing its run folder {options.out} "
-                               "(it must call RunFolder.finish())")
+            try:
+                exp.run(config, options)
+            except BaseException as exc:
+                mark_failed(options.out, _error_text(exc), command=options.command)
+                raise
+            if folder_state(options.out) != "finished":
+                mark_failed(options.out, "the experiment returned without finishing its run folder",
+                            command=options.command)
+                raise RuntimeError(f"experiment {exp.name!r} returned without finishing its run folder "
+                                   f"{options.out} (it must call RunFolder.finish())")
+        finally:
+            if lock is not None:
+                lock.release()
         summary = Path(options.out) / "summary.md"
         if summary.exists():
-            print(summary.read_text())
+            print(summary.read_text(encoding="utf-8", errors="replace"))
         print(f"run folder: {options.out}")
         return 0
 
@@ -262,30 +302,39 @@ def build_parser(names: Iterable[str] | None = None) -> argparse.ArgumentParser:
 
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     try:
-        return int(args._handler(args, options_from_args(args, argv)) or 0)
+        options = options_from_args(args, argv, check=not getattr(args, "print_config", False))
+        return int(args._handler(args, options) or 0)
     except KeyboardInterrupt:
         print(f"actionlab {args.command}: error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         from actionlab._checks import ActionlabError
 
-        if not isinstance(exc, ActionlabError):
-            raise
-        print(f"actionlab {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        if isinstance(exc, ActionlabError):
+            print(f"actionlab {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, OSError):  # a full disk, a permission, a vanished folder: the system's one line
+            where = f": {exc.filename}" if exc.filename else ""
+            print(f"actionlab {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+            return 2
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``actionlab ARGV``; returns the exit status (argparse exits 2 on a bad command line)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     name = next((a for a in argv if not a.startswith("-")), None)
-    if name is None:  # --help, --version or nothing: the static index is enough
-        parser = index_parser()
-        parser.parse_args(argv)
-        parser.print_help()
-        return 0
-    parser = build_parser([name]) if name in COMMANDS else build_parser()
-    args = parser.parse_args(argv)
+    try:
+        if name is None:  # --help, --version or nothing: the static index is enough
+            parser = index_parser()
+            parser.parse_args(argv)
+            parser.print_help()
+            return 0
+        parser = build_parser([name]) if name in COMMANDS else build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print(f"actionlab{' ' + name if name else ''}: error: interrupted", file=sys.stderr)
+        return 130
     if not getattr(args, "_handler", None):
         parser.print_help()
         return 0

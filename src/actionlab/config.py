@@ -11,6 +11,7 @@ CLI and by ``actionlab study``.
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,19 +21,65 @@ import torch
 
 from actionlab._checks import ValueCheckError, check_choice
 
-__all__ = ["RunOptions", "resolve_device", "resolve_dtype", "seed_everything", "DTYPES"]
+__all__ = ["RunOptions", "resolve_device", "resolve_dtype", "seed_everything", "check_out_dir", "DTYPES",
+           "DEVICE_TYPES"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+#: the device types a run can use (``auto`` picks cuda when present)
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """'auto' (or None) picks CUDA when present, else CPU; 'cuda' without a GPU is a clear error."""
+    """'auto' (or None) picks CUDA when present, else CPU; 'cpu', 'cuda', 'cuda:N' or 'mps' otherwise.
+
+    An unknown name (``tpu``), a device that holds no data (``meta``), ``cuda`` without a GPU or
+    ``cuda:N`` beyond the visible GPUs is a :class:`ValueCheckError` that says what to use instead.
+    """
     if device is None or str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    hint = "use --device cpu, cuda, cuda:N or auto"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueCheckError(f"unknown device {str(device)!r}; {hint}") from None
+    if dev.type not in DEVICE_TYPES:
+        raise ValueCheckError(f"device {str(device)!r} cannot run an experiment (it holds no data or is not "
+                              f"supported); {hint}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueCheckError("--device cuda was asked for but no CUDA device is visible; use --device cpu (or auto)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueCheckError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible "
+                              f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueCheckError("--device mps was asked for but MPS is not available here; use --device cpu (or auto)")
     return dev
+
+
+def check_out_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """Make sure ``path`` is (or can become) a writable folder; create it; return it as a Path.
+
+    Refused, each with a :class:`ValueCheckError` naming the fix: an empty name, an existing file, a
+    path below a file, a place that cannot be created or written.
+    """
+    if isinstance(path, str) and not path.strip():
+        raise ValueCheckError(f"{flag} is empty; give the folder to write, e.g. {flag} runs/my-run")
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueCheckError(f"{flag} {p} is a file, not a folder; choose another {flag} (or move the file away)")
+    for parent in p.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueCheckError(f"{flag} {p} lies below the file {parent}; choose another {flag}")
+        if parent.exists():
+            break
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueCheckError(f"{flag} {p} cannot be created ({exc.strerror or exc}); choose a writable place") from None
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise ValueCheckError(f"{flag} {p} is not writable (permission denied); choose a writable place")
+    return p
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:

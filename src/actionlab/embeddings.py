@@ -299,6 +299,8 @@ def _delegate(train: Any, test: Any, kind: str, dim: int):
     infos = [getattr(d, "info", None) or {} for d in (train, test)]
     if not all(all(k in i for k in _RELOAD_KEYS) and i.get("reduce") is None for i in infos):
         return None
+    if kind == "pca" and any(infos[0][k] != infos[1][k] for k in ("balance", "per_class", "seed", "validation")):
+        return None  # data.load fits the test split's PCA on a train split loaded with the test's options: not ours
     from actionlab import data
 
     out = []

@@ -74,7 +74,8 @@ import torch
 from actionlab import activations as _act
 from actionlab import series as _S
 from actionlab.models import TwoLayerShapes, check_two_layer
-from actionlab._checks import ShapeError, ValueCheckError, check_float, check_labels, check_matrix, check_same_length
+from actionlab._checks import (ShapeError, ValueCheckError, check_float, check_labels, check_matrix, check_nonempty,
+                               check_same_length)
 
 __all__ = [
     "Params",
@@ -456,6 +457,8 @@ def j_tensor(
     materialising J.
     """
     check_matrix(z, "z")
+    check_nonempty(z, "z")
+    check_labels(labels, num_classes)
     check_same_length(z, labels, "z", "labels")
     if not isinstance(n, int) or n < 1:
         raise ValueCheckError(f"n must be an int ≥ 1, got {n!r}")
@@ -501,6 +504,8 @@ def j_contract(
     uses J̃ (see :func:`j_tensor`). Returns a 0-d tensor.
     """
     check_matrix(z, "z")
+    check_nonempty(z, "z")
+    check_labels(labels, None)
     check_same_length(z, labels, "z", "labels")
     if not isinstance(n, int) or n < 0:
         raise ValueCheckError(f"n must be an int ≥ 0, got {n!r}")
@@ -583,12 +588,22 @@ class Terms:
         return [t for t in self.terms if t.order == n]
 
 
-def _check_terms_activation(act: _act.Activation) -> None:
+def _check_terms_activation(act: _act.Activation, *, need_zero_at_origin: bool = True) -> None:
+    """Refuse σ without a J-term decomposition at θ = 0 (ValueCheckError naming the fix).
+
+    A kink at 0 (relu, leaky relu, elu) is always refused: t ↦ S(tθ) is then smooth
+    only for t > 0, its coefficients mix the two one-sided series over the signs of
+    W z + b, and no coefficient multiplies a J-contraction (for relu the U-linear part
+    of S_2 is Σ U_αβ D_α[relu(W z + b)_β], and S_{n+1}, n ≥ 2, has none). With
+    ``need_zero_at_origin`` (the named terms of :func:`terms`) σ(0) = 0 is required too.
+    """
     if not act.analytic_at_zero or 0.0 in tuple(act.kinks):
         raise ValueCheckError(
-            f"{act.name} is not analytic at 0, so S_2 and S_3 are not polynomials in θ and have no J-term decomposition; "
-            f"use action_series(...) for its exact one-sided coefficients"
+            f"{act.name} is not analytic at 0, so the S_n are not polynomials in θ and have no J-term decomposition "
+            f"(terms, kappa, leading_series); use action_series(...) for its exact one-sided coefficients"
         )
+    if not need_zero_at_origin:
+        return
     s0 = act.taylor(0)[0]
     if s0 != 0.0:
         raise ValueCheckError(
@@ -675,15 +690,31 @@ def terms(params, z: torch.Tensor, labels: torch.Tensor, *, activation=None, exa
 # ---------------------------------------------------------------------------------------
 
 
-def kappa(activation, n: int, M: int) -> float:
-    """κ_n = σ^{(n)}(0)/(n!·M): the exact coefficient of Σ J U Wⁿ in S_{n+1} (derived here)."""
+def _kappa_activation(activation, n: int, M: int) -> _act.Activation:
     act = _act.get(activation)
+    _check_terms_activation(act, need_zero_at_origin=False)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueCheckError(f"n must be an int ≥ 1 (the power of W in Σ J U Wⁿ), got {n!r}")
+    if not isinstance(M, int) or isinstance(M, bool) or M < 1:
+        raise ValueCheckError(f"M must be an int ≥ 1 (the number of classes), got {M!r}")
+    return act
+
+
+def kappa(activation, n: int, M: int) -> float:
+    """κ_n = σ⁽ⁿ⁾(0)/(n!·M): the exact coefficient of Σ J U Wⁿ in S_{n+1} (derived here; notes §2.5).
+
+    It is the coefficient of the part of S_{n+1} linear in U and free of b and c, for any σ
+    analytic at 0 (σ(0) ≠ 0 adds only terms of higher degree in U). A kink at 0 (relu,
+    leaky relu, elu) is refused with the ValueCheckError of :func:`terms`: there the
+    right-hand σ⁽ⁿ⁾(0⁺) would be returned for a contraction that does not exist.
+    """
+    act = _kappa_activation(activation, n, M)
     return act.taylor(n)[n] / M
 
 
 def kappa_note(activation, n: int, M: int) -> float:
-    """The notes' coefficient σ^{(n)}(0)/((n+1)!·M) (§2.5)."""
-    act = _act.get(activation)
+    """The notes' coefficient σ⁽ⁿ⁾(0)/((n+1)!·M) (000/001 §2.5); kinked σ refused as in :func:`kappa`."""
+    act = _kappa_activation(activation, n, M)
     return act.taylor(n)[n] * math.factorial(n) / (math.factorial(n + 1) * M)
 
 
@@ -708,8 +739,15 @@ class LeadingSeries:
 
 
 def leading_series(params, z, labels, n_max: int, *, activation=None, batch_size: int | None = None) -> LeadingSeries:
-    """The notes' conjectured all-orders series at θ (b and c enter only through the exact S)."""
+    """The notes' conjectured all-orders series at θ (b and c enter only through the exact S).
+
+    ln M + Σ_{n ≤ n_max} κ_n Σ J U Wⁿ (000/001 §2.5) with κ_n from :func:`kappa` and
+    :func:`kappa_note`. σ must be analytic at 0: relu, leaky relu and elu are refused with
+    the ValueCheckError of :func:`terms` (use :func:`action_series` for their exact
+    one-sided coefficients).
+    """
     p, z, labels, _ = _prepare(params, z, labels, activation)
+    _check_terms_activation(p.activation, need_zero_at_origin=False)
     if not isinstance(n_max, int) or n_max < 1:
         raise ValueCheckError(f"n_max must be an int ≥ 1, got {n_max!r}")
     M = p.M

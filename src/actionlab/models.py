@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -278,8 +279,24 @@ class TwoLayer(TwoLayerShapes, nn.Module):
 
 def _check_sizes(*sizes: int) -> None:
     for s in sizes:
-        if not isinstance(s, int) or s < 1:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
             raise ValueCheckError(f"layer sizes must be positive integers, got {sizes}")
+
+
+def _check_widths(widths: Sequence[int]) -> list[int]:
+    """MLP widths [M0, …, ML]: at least two, each a positive integer (no 2.5, no True, no strings)."""
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+        raise ValueCheckError(f"MLP widths must be a list of integers [M0, M1, …, ML], got {widths!r}")
+    for i, w in enumerate(widths):
+        if isinstance(w, bool) or not isinstance(w, numbers.Integral):
+            raise ValueCheckError(f"MLP widths must be integers (numbers of units), got {w!r} at position {i} of "
+                                  f"{list(widths)}; round it, e.g. int({w!r})" if isinstance(w, float) else
+                                  f"MLP widths must be integers (numbers of units), got {w!r} at position {i} of "
+                                  f"{list(widths)}")
+    out = [int(w) for w in widths]
+    if len(out) < 2 or any(w < 1 for w in out):
+        raise ValueCheckError(f"MLP needs at least an input and an output width, all ≥ 1; got {out}")
+    return out
 
 
 class MLP(nn.Module):
@@ -305,11 +322,10 @@ class MLP(nn.Module):
         device=None,
     ) -> None:
         super().__init__()
-        widths = [int(w) for w in widths]
-        if len(widths) < 2 or any(w < 1 for w in widths):
-            raise ValueCheckError(f"MLP needs at least an input and an output width, all ≥ 1; got {widths}")
-        if sigma_w2 < 0 or sigma_b2 < 0:
-            raise ValueCheckError(f"sigma_w2 and sigma_b2 must be ≥ 0, got {sigma_w2}, {sigma_b2}")
+        widths = _check_widths(widths)
+        for name, v in (("sigma_w2", sigma_w2), ("sigma_b2", sigma_b2)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
+                raise ValueCheckError(f"{name} must be a finite number ≥ 0 (a weight / bias variance), got {v!r}")
         self.widths = widths
         self.activation = _act.get(activation)
         self.output_activation = _act.get(output_activation) if output_activation is not None else None

@@ -21,9 +21,24 @@ and says what to do; ``run_study`` then does it:
 * a *finished* run folder is kept (status ``cached``) unless ``rerun=True`` —
   or unless it was made with another configuration, seed or dtype (it is
   rerun, and ``note`` says why);
+* a finished folder whose ``results.json`` does not validate
+  (:func:`actionlab.runs.read_results`: unreadable bytes, not a JSON object,
+  no config or claims) is rerun, and ``note`` (also in the log line) says why;
 * a *running* folder (a ``RUNNING`` marker: an interrupted study, a killed
   process), a *failed* one (a ``FAILED`` marker) or an *incomplete* one is
-  deleted and the experiment starts again from a clean folder;
+  run again; before it runs, the files an earlier run wrote (its manifest,
+  figures, ``results.json``, markers: :func:`actionlab.runs.clear_run_files`)
+  are deleted — never a file the study did not write, which stays beside the
+  new results;
+* a member folder locked by another live process (``LOCK``: a single command
+  or another study writing it right now) is left alone: status ``busy``, with
+  the holder's pid in ``note``; a path that is a file, not a folder, is
+  ``failed`` with a message, and the file is kept;
+* the study folder itself is locked while the study runs: a second study on
+  the same folder fails at once naming the first one's pid and start time;
+* a ``study.json`` that cannot be read (bad bytes, not JSON, not an object)
+  is moved aside to ``study.json.corrupt-<time>`` with a one-line note and the
+  index is rebuilt; malformed entries in it are dropped;
 * an experiment that raises is recorded as ``failed`` with its traceback,
   both in ``study.json`` and in the run folder's ``FAILED`` marker
   (:func:`actionlab.runs.mark_failed`, with the command that repeats it); the
@@ -47,9 +62,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
-import os
 import shlex
-import shutil
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -57,9 +70,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actionlab._checks import ValueCheckError
-from actionlab.config import RunOptions, seed_everything
-from actionlab.runs import FAILED, FOLDER_STATES, VERDICTS, folder_state, mark_failed, provenance, to_jsonable
+from actionlab._checks import DataError, ValueCheckError
+from actionlab.config import RunOptions, check_out_dir, seed_everything
+from actionlab.runs import (
+    FAILED,
+    FOLDER_STATES,
+    VERDICTS,
+    FolderInUseError,
+    acquire_lock,
+    atomic_write_text,
+    clear_run_files,
+    folder_state,
+    lock_holder,
+    mark_failed,
+    provenance,
+    read_results,
+    to_jsonable,
+)
 
 __all__ = [
     "StudyEntry",
@@ -83,7 +110,7 @@ STUDY_FILE = "study.json"
 ERROR_FILE = FAILED
 
 #: status of an experiment in ``study.json``
-STATUSES = ("pending", "running", "done", "cached", "failed", "interrupted")
+STATUSES = ("pending", "running", "done", "cached", "failed", "interrupted", "busy")
 #: state of a run folder on disk, see `actionlab.runs.folder_state`
 RUN_STATES = FOLDER_STATES
 
@@ -123,8 +150,35 @@ class StudyEntry:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> StudyEntry:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        """The entry of a ``study.json`` row; fields of the wrong type are dropped (a DataError when the name
+        or folder is unusable)."""
+        if not isinstance(d, Mapping):
+            raise DataError(f"a study.json entry is a JSON {type(d).__name__}, not an object")
+        name, folder = d.get("name"), d.get("folder", d.get("name"))
+        if not isinstance(name, str) or not name or not isinstance(folder, str) or Path(folder).name != folder \
+                or folder in ("", ".", ".."):
+            raise DataError(f"a study.json entry has no usable name/folder ({name!r}, {folder!r})")
+        kept: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in d and _type_ok(f.name, d[f.name]):
+                kept[f.name] = d[f.name]
+        kept["folder"] = folder
+        if kept.get("status") not in STATUSES:
+            kept.pop("status", None)
+        return cls(**kept)
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,), "folder": (str,), "sources": (list,), "help": (str,), "order": (int,), "status": (str,),
+    "preset": (str, type(None)), "command": (str, type(None)), "started": (str, type(None)),
+    "finished": (str, type(None)), "wall_time_s": (int, float, type(None)), "claims": (dict,), "figures": (int,),
+    "note": (str,), "error": (str, type(None)), "traceback": (str, type(None)),
+}
+
+
+def _type_ok(name: str, value: Any) -> bool:
+    types_ = _FIELD_TYPES.get(name)
+    return types_ is None or (isinstance(value, types_) and not (isinstance(value, bool) and bool not in types_))
 
 
 @dataclass
@@ -156,6 +210,11 @@ class Study:
     def failed(self) -> list[StudyEntry]:
         return [e for e in self.entries if e.status in ("failed", "interrupted")]
 
+    @property
+    def busy(self) -> list[StudyEntry]:
+        """Members left alone because another live process was writing their folder."""
+        return [e for e in self.entries if e.status == "busy"]
+
     def to_json(self) -> dict:
         return {
             "study": {
@@ -175,39 +234,69 @@ class Study:
     def save(self) -> Path:
         """Write ``study.json`` atomically (a temporary file, then a rename)."""
         self.out.mkdir(parents=True, exist_ok=True)
-        target = self.out / STUDY_FILE
-        tmp = target.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2, allow_nan=False))
-        os.replace(tmp, target)
-        return target
+        return atomic_write_text(self.out / STUDY_FILE, json.dumps(self.to_json(), indent=2, allow_nan=False))
 
 
-def load_study(path: str | Path) -> Study | None:
-    """Read ``study.json`` of a study folder (or the file itself); ``None`` when there is none."""
+def load_study(path: str | Path, notes: list[str] | None = None) -> Study | None:
+    """Read ``study.json`` of a study folder (or the file itself); ``None`` when there is none.
+
+    A file that is not UTF-8 JSON holding an object is a :class:`DataError`; entries that do not
+    validate are dropped, with a line in ``notes`` (when given) saying which.
+    """
     p = Path(path)
     f = p if p.name == STUDY_FILE else p / STUDY_FILE
     if not f.is_file():
         return None
+    fix = "delete it (or move it away) and rerun `actionlab study` to rebuild it"
     try:
-        data = json.loads(f.read_text())
-    except json.JSONDecodeError as exc:
-        from actionlab._checks import DataError
-
-        raise DataError(f"{f} is not valid JSON ({exc}); delete it and rerun `actionlab study` to rebuild it") from exc
+        data = json.loads(f.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{f} is not valid JSON ({exc}); {fix}") from exc
+    except OSError as exc:
+        raise DataError(f"{f} cannot be read ({exc.strerror or exc}); {fix}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("study", {}), dict) \
+            or not isinstance(data.get("experiments", []), list):
+        raise DataError(f"{f} is not a study index (a JSON object with 'study' and an 'experiments' list); {fix}")
     s = data.get("study", {})
+
+    def get(key: str, default: Any, types_: tuple[type, ...] = (str,)) -> Any:
+        v = s.get(key, default)
+        return v if isinstance(v, types_) else default
+
     study = Study(
         out=f.parent,
-        preset=s.get("preset", "default"),
-        seed=s.get("seed", 0),
-        device=s.get("device", "cpu"),
-        dtype=s.get("dtype", "float32"),
-        command=s.get("command", ""),
-        started=s.get("started"),
-        finished=s.get("finished"),
-        provenance=s.get("provenance", {}),
+        preset=get("preset", "default"),
+        seed=get("seed", 0, (int,)),
+        device=get("device", "cpu"),
+        dtype=get("dtype", "float32"),
+        command=get("command", ""),
+        started=get("started", None),
+        finished=get("finished", None),
+        provenance=get("provenance", {}, (dict,)),
     )
-    study.entries = [StudyEntry.from_dict(e) for e in data.get("experiments", [])]
+    for i, e in enumerate(data.get("experiments", [])):
+        try:
+            study.entries.append(StudyEntry.from_dict(e))
+        except DataError as exc:
+            if notes is not None:
+                notes.append(f"{f}: entry {i} dropped ({exc})")
     return study
+
+
+def _previous_study(out: Path, log: Callable[[str], Any]) -> Study | None:
+    """The earlier index of the study folder; an unreadable one is moved aside (kept) with a note."""
+    notes: list[str] = []
+    try:
+        previous = load_study(out, notes)
+    except DataError as exc:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        aside = out / f"{STUDY_FILE}.corrupt-{stamp}"
+        (out / STUDY_FILE).replace(aside)
+        log(f"note: {exc}; moved it to {aside.name} and started a new index")
+        return None
+    for n in notes:
+        log(f"note: {n}")
+    return previous
 
 
 def study_members() -> dict[str, Any]:
@@ -296,17 +385,14 @@ _RESTART = {
 
 
 def _read_results(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / "results.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+    return read_results(folder)[0]
 
 
 def _stale_reason(folder: Path, config: Any, options: RunOptions, before: StudyEntry | None) -> str | None:
     """Why a finished run folder does not match the requested run (None when it does)."""
-    data = _read_results(folder)
+    data, problem = read_results(folder)
     if data is None:
-        return "results.json is unreadable"
+        return problem
     stored = data.get("config")
     wanted = json.loads(json.dumps(to_jsonable(config)))
     if isinstance(stored, dict) and isinstance(wanted, dict):
@@ -351,15 +437,17 @@ def _fill_from_results(entry: StudyEntry, folder: Path) -> None:
     data = _read_results(folder) or {}
     counts = {v: 0 for v in VERDICTS}
     for c in data.get("claims") or []:
-        v = c.get("verdict", "not yet measured") if isinstance(c, dict) else "not yet measured"
+        v = c.get("verdict", "not yet measured")
         counts[v] = counts.get(v, 0) + 1
     entry.claims = {k: v for k, v in counts.items() if v}
     entry.figures = len(data.get("figures") or [])
     prov = data.get("provenance") or {}
     if entry.wall_time_s is None and isinstance(prov.get("wall_time_s"), (int, float)):
         entry.wall_time_s = float(prov["wall_time_s"])
-    entry.command = entry.command or prov.get("command")
-    entry.finished = entry.finished or prov.get("date")
+    if isinstance(prov.get("command"), str):
+        entry.command = entry.command or prov["command"]
+    if isinstance(prov.get("date"), str):
+        entry.finished = entry.finished or prov["date"]
 
 
 def _claims_text(entry: StudyEntry) -> str:
@@ -376,20 +464,34 @@ def _fail(entry: StudyEntry, exc: BaseException) -> None:
 
 
 def _execute(exp: Any, config: Any, entry: StudyEntry, options: RunOptions, save: Callable[[], Any]) -> str:
-    """Run one member into a clean ``options.out``, record the outcome in ``entry``; return the log line's tail.
+    """Run one member into ``options.out`` (locked, the earlier run's files cleared), record the outcome
+    in ``entry``; return the log line's tail.
 
     ``save`` is called once the entry reads ``running`` (so ``study.json`` says what is in progress).
 
     Ctrl-C marks the entry ``interrupted`` and is raised again (the folder keeps its ``RUNNING`` marker).
     """
     folder = Path(options.out)
-    if folder.exists():
-        shutil.rmtree(folder)
-    entry.status, entry.command = "running", options.command
-    entry.started, entry.finished, entry.wall_time_s = _now(), None, None
-    entry.error = entry.traceback = None
-    entry.claims, entry.figures = {}, 0
-    save()
+    try:
+        lock = acquire_lock(folder, options.command)
+    except FolderInUseError as exc:
+        entry.status, entry.error, entry.traceback = "busy", None, None
+        return f"left alone: {exc}"
+    try:
+        clear_run_files(folder)
+        entry.status, entry.command = "running", options.command
+        entry.started, entry.finished, entry.wall_time_s = _now(), None, None
+        entry.error = entry.traceback = None
+        entry.claims, entry.figures = {}, 0
+        save()
+        return _run_member(exp, config, entry, options)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_member(exp: Any, config: Any, entry: StudyEntry, options: RunOptions) -> str:
+    folder = Path(options.out)
     t0 = time.perf_counter()
     try:
         seed_everything(options.seed)
@@ -415,13 +517,26 @@ def _execute(exp: Any, config: Any, entry: StudyEntry, options: RunOptions, save
 
 
 def _member(exp: Any, entry: StudyEntry, study: Study, rerun: bool, before: StudyEntry | None) -> str:
-    """Decide what to do with one member and do it; returns the log line's tail."""
+    """Decide what to do with one member and do it; returns the log line's tail (with the note, if any)."""
+    tail = _member_tail(exp, entry, study, rerun, before)
+    return f"{entry.note}; {tail}" if entry.note and entry.status != "cached" else tail
+
+
+def _member_tail(exp: Any, entry: StudyEntry, study: Study, rerun: bool, before: StudyEntry | None) -> str:
     folder = study.out / entry.folder
     try:
         config, used, note = _config_for(exp, study.preset)
     except Exception as exc:  # a broken preset is this experiment's failure, not the study's
         _fail(entry, exc)
         return f"failed to build its config: {entry.error}"
+    if folder.exists() and not folder.is_dir():
+        _fail(entry, DataError(f"{folder} is a file, not a run folder; move it away to run {exp.name}"))
+        return f"not run: {entry.error}"
+    holder = lock_holder(folder)
+    if holder is not None:
+        entry.status, entry.error, entry.traceback = "busy", None, None
+        entry.note = f"in use by {holder.describe()}"
+        return "left alone (another process is writing it); run the study again when it is done"
     common = RunOptions(seed=study.seed, device=study.device, dtype=study.dtype)
     options = dataclasses.replace(common, out=folder, preset=used,
                                   command=command_line(exp.name, used, folder, common))
@@ -477,22 +592,38 @@ def run_study(
     * ``log``: a callable taking one line per experiment status (default:
       ``tqdm.write``).
 
-    Returns the `Study`; failed experiments are in ``study.failed``.
-    ``KeyboardInterrupt`` marks the running experiment ``interrupted``, saves
-    ``study.json`` and is raised again.
+    Returns the `Study`; failed experiments are in ``study.failed``, those
+    another process was writing in ``study.busy``. ``KeyboardInterrupt``
+    marks the running experiment ``interrupted``, saves ``study.json`` and is
+    raised again. The study folder is locked while it runs
+    (:class:`actionlab.runs.FolderInUseError` when another study holds it).
     """
-    from tqdm.auto import tqdm
-
     out = Path(out)
     if preset not in PRESETS:
         raise ValueCheckError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     options = options if options is not None else RunOptions()
     plan = plan_study(only=only, skip=skip, experiments=experiments)
-    out.mkdir(parents=True, exist_ok=True)
-    previous = load_study(out)
+    if log is None:
+        from tqdm.auto import tqdm
+
+        log = tqdm.write
+    write = log
+    check_out_dir(out)
+    lock = acquire_lock(out, options.command)
+    try:
+        return _run_plan(out, preset, plan, rerun, options, progress, write)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_plan(out: Path, preset: str, plan: list[Any], rerun: bool, options: RunOptions, progress: bool | None,
+              write: Callable[[str], Any]) -> Study:
+    from tqdm.auto import tqdm
+
+    previous = _previous_study(out, write)
     study = _new_study(out, preset, options, plan, previous)
     study.save()
-    write = log if log is not None else tqdm.write
     bar = tqdm(total=len(plan), desc="study", unit="experiment", disable=(None if progress is None else not progress),
                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} experiments [{elapsed}{postfix}]")
     try:

@@ -82,11 +82,13 @@ def describe(ds) -> dict:
 
 def _handle(args: argparse.Namespace, options) -> int:
     from actionlab import data
-    from actionlab.config import resolve_device, resolve_dtype
-    from actionlab.runs import to_jsonable
+    from actionlab.config import check_out_dir, resolve_device, resolve_dtype
+    from actionlab.runs import atomic_write_text, to_jsonable
 
     if args.per_class is not None and args.per_class < 1:
         raise ValueCheckError(f"--per-class must be ≥ 1, got {args.per_class}")
+    if args.out is not None:
+        check_out_dir(args.out)  # before loading anything
     ds = data.load(
         args.name,
         args.split,
@@ -117,9 +119,7 @@ def _handle(args: argparse.Namespace, options) -> int:
     opts = {k: ds.info.get(k) for k in ("seed", "validation", "balance", "per_class", "standardize", "reduce", "dim")}
     print("options: " + ", ".join(f"{k}={v}" for k, v in opts.items()))
     if args.out is not None:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        target = out / "data.json"
-        target.write_text(json.dumps(to_jsonable(facts), indent=2, allow_nan=False))
+        target = atomic_write_text(Path(args.out) / "data.json", json.dumps(to_jsonable(facts), indent=2,
+                                                                           allow_nan=False))
         print(f"wrote {target}")
     return 0

@@ -14,9 +14,10 @@ and index them in DIR/study.json; then build DIR/report.html (and its
 Markdown twin DIR/report.md).
 
 Resumable: an experiment whose run folder is finished is kept (use --rerun to
-redo it), an interrupted one is restarted from a clean folder, and a failing
-one is recorded with its traceback while the others go on. Exit status 1 when
-any experiment failed.
+redo it), an interrupted one is restarted (the files its run wrote are
+cleared; files you put there stay), and a failing one is recorded with its
+traceback while the others go on. A folder another live process is writing is
+left alone. Exit status 1 when any experiment failed or was left alone.
 
 Example:
   actionlab study --preset quick --out runs/study
@@ -45,14 +46,15 @@ def register(subparsers, common) -> None:
 
 
 def _handler(args: argparse.Namespace, options) -> int:
-    from actionlab.runs import FAILED, default_out, folder_state
+    from actionlab.runs import FAILED, default_out, folder_state, lock_holder
     from actionlab.study import plan_study, run_study
 
     out = Path(args.out) if args.out is not None else default_out("study")
     if args.list:
         for exp in plan_study(only=args.only, skip=args.skip):
             srcs = ",".join(getattr(exp, "sources", ())) or "-"
-            print(f"{exp.name:<20} sources {srcs:<16} {folder_state(out / exp.name):<10} {exp.help}")
+            state = "in use" if lock_holder(out / exp.name) is not None else folder_state(out / exp.name)
+            print(f"{exp.name:<20} sources {srcs:<16} {state:<10} {exp.help}")
         return 0
     if args.out is None:
         options.command = f"{options.command} --out {shlex.quote(str(out))}"
@@ -67,6 +69,8 @@ def _handler(args: argparse.Namespace, options) -> int:
     print(f"study folder: {out}  ({', '.join(f'{n} {k}' for k, n in counts.items())})")
     for e in study.failed:
         print(f"  {e.name}: {e.status}: {e.error}  (traceback: {out / e.folder / FAILED})")
+    for e in study.busy:
+        print(f"  {e.name}: left alone, {e.note}; run the study again when that process is done")
     if args.report and study.entries:
         from actionlab.report import build_report
 
@@ -74,4 +78,4 @@ def _handler(args: argparse.Namespace, options) -> int:
         print(f"report: {files.html}  (Markdown twin: {files.markdown})")
     else:
         print(f"build the report with: actionlab report {out}")
-    return 1 if study.failed else 0
+    return 1 if study.failed or study.busy else 0

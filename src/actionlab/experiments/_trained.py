@@ -34,6 +34,7 @@ from actionlab._display import short_repr
 
 __all__ = [
     "DataSpec",
+    "BuildOptions",
     "ThetaStar",
     "load_splits",
     "get_embedding",
@@ -165,6 +166,27 @@ def load_splits(spec: DataSpec, dtype: torch.dtype = torch.float32):
     return train, test
 
 
+@dataclass(frozen=True)
+class BuildOptions:
+    """How a learned embedding / θ* is built and kept: the seed that drives the data subset, the
+    initialisation, the batch order and the validation hold-out; the device it trains on; the on-disk
+    cache (``cache_dir`` None = :func:`cache_root`'s default); and whether a progress bar is shown."""
+
+    seed: int = 0
+    device: str | None = None
+    cache: bool = True
+    cache_dir: str | None = None
+    progress: bool = True
+
+    @classmethod
+    def of(cls, config: Any, options: Any, *, seed: int | None = None, progress: bool = True) -> BuildOptions:
+        """From an experiment config with fields ``cache``/``cache_dir`` (absent: cache in the default
+        folder) and the run's :class:`~actionlab.config.RunOptions` (device, seed unless ``seed`` is given)."""
+        return cls(seed=options.seed if seed is None else int(seed), device=options.device,
+                   cache=bool(getattr(config, "cache", True)), cache_dir=getattr(config, "cache_dir", None),
+                   progress=progress)
+
+
 @short_repr
 @dataclass
 class ThetaStar:
@@ -191,11 +213,7 @@ def get_embedding(
     dim: int | None,
     learned: _emb.LearnedConfig | None = None,
     *,
-    seed: int = 0,
-    device: str | None = None,
-    cache: bool = True,
-    cache_dir: str | None = None,
-    progress: bool = True,
+    build: BuildOptions | None = None,
     splits: tuple | None = None,
 ):
     """Embedded (train, test, info, joint_model_or_None); ``learned`` embeddings are cached on disk.
@@ -205,6 +223,8 @@ def get_embedding(
     """
     from actionlab.models import TwoLayer
 
+    b = build or BuildOptions()
+    seed = b.seed
     learned = learned or _emb.LearnedConfig()
     train, test = splits if splits is not None else load_splits(data)
     if kind != "learned":
@@ -213,8 +233,8 @@ def get_embedding(
     desc = {"what": "learned-embedding", "data": dataclasses.asdict(data), "dim": dim,
             "learned": dataclasses.asdict(learned), "seed": seed}
     key = spec_key(desc)
-    folder = cache_root(cache_dir) / "embeddings" / key
-    if cache and (folder / "info.json").exists():
+    folder = cache_root(b.cache_dir) / "embeddings" / key
+    if b.cache and (folder / "info.json").exists():
         info = json.loads((folder / "info.json").read_text())
         proj = torch.nn.Linear(train.z.shape[1], dim, bias=learned.bias).to(train.z.dtype)
         proj.load_state_dict(_load_state(folder / "projection.pt"))
@@ -225,11 +245,12 @@ def get_embedding(
             p.requires_grad_(False)
         info["cached"] = True
     else:
-        _, _, full = _emb.embed(train, test, "learned", dim, learned=learned, seed=seed, device=device, progress=progress)
+        _, _, full = _emb.embed(train, test, "learned", dim, learned=learned, seed=seed, device=b.device,
+                                progress=b.progress)
         model = full["model"]
         info = _emb.jsonable_info(full)
         info["cache_key"] = key
-        if cache:
+        if b.cache:
             folder.mkdir(parents=True, exist_ok=True)
             _save_module(model.projection, folder / "projection.pt")
             _save_module(model.classifier, folder / "classifier.pt")
@@ -255,11 +276,7 @@ def get_theta_star(
     hidden: int = 2048,
     learned: _emb.LearnedConfig | None = None,
     *,
-    seed: int = 0,
-    device: str | None = None,
-    cache: bool = True,
-    cache_dir: str | None = None,
-    progress: bool = True,
+    build: BuildOptions | None = None,
     splits: tuple | None = None,
 ) -> ThetaStar:
     """θ* = (U, c, W, b) trained on the training split, with the embedded train and test data.
@@ -271,28 +288,29 @@ def get_theta_star(
     """
     from actionlab.models import TwoLayer
 
+    b = build or BuildOptions()
+    seed = b.seed
     cfg = dataclasses.replace(learned or _emb.LearnedConfig(), hidden=hidden)
     if embedding == "learned":
-        tr, te, info, model = get_embedding(data, "learned", dim, cfg, seed=seed, device=device, cache=cache,
-                                            cache_dir=cache_dir, progress=progress, splits=splits)
+        tr, te, info, model = get_embedding(data, "learned", dim, cfg, build=b, splits=splits)
         return ThetaStar(model.classifier, tr, te, {"data": dataclasses.asdict(data), "embedding": info,
                                                      "training": info.get("training"), "hidden": hidden},
                          cached=bool(info.get("cached")))
-    tr, te, info, _ = get_embedding(data, embedding, dim, cfg, seed=seed, splits=splits)
+    tr, te, info, _ = get_embedding(data, embedding, dim, cfg, build=b, splits=splits)
     desc = {"what": "theta-star", "data": dataclasses.asdict(data), "embedding": embedding, "dim": dim,
             "learned": dataclasses.asdict(cfg), "seed": seed}
     key = spec_key(desc)
-    folder = cache_root(cache_dir) / "theta_star" / key
-    if cache and (folder / "record.json").exists():
+    folder = cache_root(b.cache_dir) / "theta_star" / key
+    if b.cache and (folder / "record.json").exists():
         record = json.loads((folder / "record.json").read_text())
         model = TwoLayer.zeros(tr.num_classes, hidden, tr.z.shape[1], activation=cfg.activation, dtype=tr.z.dtype)
         model.load_state_dict(_load_state(folder / "classifier.pt"))
         model.eval()
         cached = True
     else:
-        model, record = _emb.train_classifier(tr, cfg, seed=seed, device=device, progress=progress)
+        model, record = _emb.train_classifier(tr, cfg, seed=seed, device=b.device, progress=b.progress)
         record["cache_key"] = key
-        if cache:
+        if b.cache:
             folder.mkdir(parents=True, exist_ok=True)
             _save_module(model, folder / "classifier.pt")
             (folder / "record.json").write_text(json.dumps(_jsonable(record), indent=1))
@@ -412,8 +430,7 @@ def theta_star_for(settings: ThetaStarSettings, data: DataSpec, options: Any) ->
     :func:`get_theta_star`); ``options`` is the run's :class:`~actionlab.config.RunOptions`."""
     dim = settings.dim if settings.embedding != "raw" else None
     return get_theta_star(data, settings.embedding, dim, settings.hidden, learned_config_from(settings),
-                          seed=options.seed, device=options.device, cache=settings.cache,
-                          cache_dir=settings.cache_dir, progress=True)
+                          build=BuildOptions.of(settings, options))
 
 
 def learned_config_from(cfg: Any) -> _emb.LearnedConfig:
@@ -423,3 +440,65 @@ def learned_config_from(cfg: Any) -> _emb.LearnedConfig:
     base = _emb.LearnedConfig()
     kw = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(base) if hasattr(cfg, f.name)}
     return dataclasses.replace(base, **kw)
+
+
+# ----------------------------------------------------------------------------- radius of convergence in t
+
+#: |x| of the nearest complex singularity of σ: the logistic's poles at x = iπ(2k+1) (silu, sigmoid; softplus'
+#: branch points sit there too), tanh's at iπ(2k+1)/2; entire activations (linear, erf, gelu) have none.
+ACTIVATION_SINGULARITY = {"silu": math.pi, "sigmoid": math.pi, "softplus": math.pi, "tanh": math.pi / 2,
+                          "linear": math.inf, "erf": math.inf, "gelu": math.inf}
+
+
+@short_repr
+@dataclass
+class SeriesRadius:
+    """The radius of convergence of t ↦ S(tθ) = Σ_k S_k t^k (000 eq. (3)) from its Taylor coefficients.
+
+    ``estimate`` is the root test 1 / max_k |S_k|^{1/k} over the last ``len(orders)`` orders (Cauchy–Hadamard
+    with lim sup read off the highest orders computed); ``low`` / ``high`` are the smallest and largest
+    r_k = |S_k|^{−1/k} over those orders — the spread across orders is its uncertainty.
+    ``activation_bound`` = |x_σ| / max_{i,β} |(W z_i + b)_β|: along tθ the pre-activation t·h_iβ meets σ's
+    nearest complex singularity x_σ (:data:`ACTIVATION_SINGULARITY`) at |t| = |x_σ| / |h_iβ|, a singularity
+    of sample i's term of S, so the radius is at most this (∞ for entire σ)."""
+
+    estimate: float
+    low: float
+    high: float
+    orders: list = field(default_factory=list)
+    per_order: list = field(default_factory=list)
+    activation_bound: float = math.inf
+
+    def location(self, t: float) -> str:
+        """"inside" (t below every order's r_k and the bound), "outside" (t above the largest r_k or at/above
+        the activation bound) or "ambiguous" (within the spread across orders)."""
+        if t >= self.activation_bound or t > self.high:
+            return "outside"
+        return "inside" if t < self.low else "ambiguous"
+
+
+def series_radius(coeffs, tail: int = 6, activation_bound: float = math.inf) -> SeriesRadius:
+    """Root-test radius of Σ_k a_k t^k from the last ``tail`` orders k ≥ 1 with a_k ≠ 0 (see :class:`SeriesRadius`)."""
+    a = [float(c) for c in coeffs]
+    ks = [k for k in range(1, len(a)) if a[k] != 0 and math.isfinite(a[k])][-max(1, int(tail)):]
+    if not ks:
+        return SeriesRadius(math.inf, math.inf, math.inf, [], [], activation_bound)
+    r = [abs(a[k]) ** (-1.0 / k) for k in ks]
+    return SeriesRadius(min(r), min(r), max(r), ks, r, activation_bound)
+
+
+@torch.no_grad()
+def activation_pole_bound(params, z: torch.Tensor, batch_size: int = 4096) -> float:
+    """|x_σ| / max_{i,β} |(W z_i + b)_β| over the data (see :class:`SeriesRadius`); ∞ for an entire σ."""
+    from actionlab import expansion
+
+    p = expansion.as_params(params)
+    xs = ACTIVATION_SINGULARITY.get(p.activation.name, math.nan)
+    if not math.isfinite(xs):
+        return xs if xs == math.inf else math.nan
+    W, b = p.W.to(torch.float64), p.b.to(torch.float64)
+    hmax = 0.0
+    for i in range(0, len(z), batch_size):
+        zb = z[i:i + batch_size].to(device=W.device, dtype=torch.float64)
+        hmax = max(hmax, float((zb @ W.T + b).abs().max()))
+    return xs / hmax if hmax > 0 else math.inf

@@ -51,7 +51,7 @@ from actionlab.config import RunOptions, seed_everything
 from actionlab.embeddings import KINDS as EMBEDDING_KINDS
 from actionlab.embeddings import EmbeddedClassifier
 from actionlab.experiments._registry import param, register_experiment
-from actionlab.experiments._trained import DataSpec, get_embedding, learned_config_from, load_splits
+from actionlab.experiments._trained import BuildOptions, DataSpec, get_embedding, learned_config_from, load_splits
 from actionlab.runs import Claim, RunFolder, claims_table_md
 
 __all__ = ["EarlyStopConfig", "EarlyStopResult", "Regime", "run", "regime_grid", "compare_rule",
@@ -123,8 +123,8 @@ class Regime:
     @property
     def key(self) -> str:
         bs = "full" if self.batch_size is None else f"b{self.batch_size}"
-        lr = f"eta{self.lr_fraction:g}" if self.optimizer != "adam" else "adam"
-        return f"{self.optimizer}-{lr}-{bs}-N{self.n_train}"
+        lr = f"eta{self.lr_fraction:g}" if self.optimizer != "adam" else ""
+        return "-".join(p for p in (self.optimizer, lr, bs, f"N{self.n_train}") if p)
 
     @property
     def label(self) -> str:
@@ -159,7 +159,7 @@ class EarlyStopConfig:
     """∇S_T·∇S_E = 0 (notes 001 §3, eq. 7) against argmin S_E: gradient-flow baseline and sweeps."""
 
     dataset: str = param("fashion-mnist", "data set whose train / test splits are p_T / p_E (notes §3)")
-    standardize: str = param("zscore", "input standardisation of the data set", choices=("none", "centre", "center", "zscore"))
+    standardize: str = param("none", "input standardisation of the data set", choices=("none", "centre", "center", "zscore"))
     embedding: str = param("pca", "embedding z: pca / pool / raw (fixed, fitted on each seed's training subsample) or "
                            "learned (a linear map trained jointly with the classifier from scratch)", choices=EMBEDDING_KINDS)
     dim: int = param(32, "embedding dimension E (ignored for raw)", min=1)
@@ -178,10 +178,12 @@ class EarlyStopConfig:
     momentum: float = param(0.9, "heavy-ball momentum μ of the optimizer sweep (lr = η(1 − μ): same effective step)",
                             min=0.0, max=0.999)
     adam_lr: float = param(1e-3, "Adam's learning rate in the optimizer sweep", min=0.0, exclusive_min=True)
-    steps: int = param(3000, "optimizer steps at the baseline f₀; a regime with fraction f runs steps·f₀/f "
+    steps: int = param(1500, "optimizer steps at the baseline f₀; a regime with fraction f runs steps·f₀/f "
                        "(the same gradient-flow time η·k), at most max_steps", min=2)
     max_steps: int = param(6000, "cap on the steps of one run", min=2)
-    measure_every: int = param(1, "∇S_T·∇S_E, S_T, S_E every this many steps (the measurement grid)", min=1)
+    measure_every: int = param(1, "∇S_T·∇S_E, S_T, S_E every this many steps at least (the measurement grid)", min=1)
+    grid_samples: int = param(1000, "the grid widens with N: every max(measure_every, ⌈N_train / grid_samples⌉) steps, "
+                              "so that the full-set gradients cost about as much as the training itself", min=1)
     seeds: int = param(3, "seeds per regime (options.seed, +1, …): data subsample, embedding, init, batch order",
                        min=2)
     test_per_class: int | None = param(100, "S_E on this many test samples per class (None: the whole test split)", min=1)
@@ -266,10 +268,15 @@ def judge_regime(gap_steps: dict | None, gap_nats: dict | None, step_tol: float,
     return "inconclusive", "indicative"
 
 
-def step_tolerance(summary: dict, config: EarlyStopConfig) -> float:
-    """max(measure_every, step_tolerance × mean argmin step): the ± band of 'the rule fires at the minimum'."""
+def measurement_grid(config: EarlyStopConfig, n_train: int) -> int:
+    """Steps between measurements: max(measure_every, ⌈N_train / grid_samples⌉)."""
+    return max(config.measure_every, math.ceil(n_train / config.grid_samples))
+
+
+def step_tolerance(summary: dict, config: EarlyStopConfig, n_train: int) -> float:
+    """max(grid, step_tolerance × mean argmin step): the ± band of 'the rule fires at the minimum'."""
     mean_min = summary["min_step"]["estimate"] if summary["min_step"] else 0.0
-    return float(max(config.measure_every, config.step_tolerance * mean_min))
+    return float(max(measurement_grid(config, n_train), config.step_tolerance * mean_min))
 
 
 # ----------------------------------------------------------------------------- training one run
@@ -301,8 +308,8 @@ def _data(config: EarlyStopConfig, n: int, seed: int, store: dict):
         tr, te = load_splits(dspec)
         if config.embedding != "learned":
             dim = None if config.embedding == "raw" else config.dim
-            tr, te, _, _ = get_embedding(dspec, config.embedding, dim, learned_config_from(config), seed=seed,
-                                         splits=(tr, te), cache=config.cache, cache_dir=config.cache_dir)
+            tr, te, _, _ = get_embedding(dspec, config.embedding, dim, learned_config_from(config), splits=(tr, te),
+                                         build=BuildOptions(seed=seed, cache=config.cache, cache_dir=config.cache_dir))
         store[(n, seed)] = (tr, te)
     return store[(n, seed)]
 
@@ -353,7 +360,8 @@ def train_regime(config: EarlyStopConfig, regime: Regime, seed: int, device, sto
     opt, eta = _optimizer(config, regime, lam0)
     steps = min(config.max_steps, math.ceil(config.steps * config.lr_fraction / regime.lr_fraction)) \
         if regime.optimizer != "adam" else config.steps
-    rule = _train.GradientAlignmentStop((tr.z, tr.labels), (te.z, te.labels), every=config.measure_every,
+    every = measurement_grid(config, len(tr.z))
+    rule = _train.GradientAlignmentStop((tr.z, tr.labels), (te.z, te.labels), every=every,
                                         stop=False, seed=seed)
     snap = _SnapshotAtMin(rule)
     bs = len(tr.z) if regime.batch_size is None else regime.batch_size
@@ -364,7 +372,7 @@ def train_regime(config: EarlyStopConfig, regime: Regime, seed: int, device, sto
     trace = rule.as_dict()
     cmp = compare_rule(trace["step"], trace["S_E"], trace["dot"], 0.0)
     out = {"seed": seed, "n_train": len(tr.z), "lambda_max_init": lam0, "lr": opt.lr, "eta": eta, "steps": steps,
-           "batch_size": bs, "comparison": cmp, "gap": run_gaps(cmp), "stop_reason": hist.stop_reason,
+           "every": every, "batch_size": bs, "comparison": cmp, "gap": run_gaps(cmp), "stop_reason": hist.stop_reason,
            "wall_time_s": hist.wall_time_s, "trace": _thin(trace)}
     if snap.state is not None and not cmp["min_at_end"]:
         model.load_state_dict(snap.state)
@@ -405,7 +413,7 @@ def run(config: EarlyStopConfig, options: RunOptions) -> EarlyStopResult:
             runs.append(train_regime(config, regime, s, options.device, store))
             bar.update()
         summ = summarise_regime(runs, config.level)
-        tol = step_tolerance(summ, config)
+        tol = step_tolerance(summ, config, regime.n_train)
         verdict, strength = judge_regime(summ["gap_steps"], summ["gap_nats"], tol, config.nats_tolerance,
                                          summ["counts"])
         res.regimes.append({"key": regime.key, "label": regime.label, "sweeps": list(regime.sweeps),
@@ -434,7 +442,7 @@ def _evidence(reg: dict, config: EarlyStopConfig, options: RunOptions) -> dict:
             "n_train": reg["n_train"], "batch_size": reg["batch_size"] or "full", "optimizer": reg["optimizer"],
             "lr_fraction_of_2_over_lambda0": reg["lr_fraction"], "widths": {"E": config.dim, "H": config.hidden},
             "embedding": config.embedding, "test_samples": "all" if config.test_per_class is None
-            else 10 * config.test_per_class, "measurement_grid_steps": config.measure_every,
+            else 10 * config.test_per_class, "measurement_grid_steps": measurement_grid(config, reg["n_train"]),
             "statistic": "gap = raw rule step − argmin S_E (steps) and S_E(rule) − min S_E (nats), mean over seeds",
             "interval": {"gap_steps": s["gap_steps"], "gap_nats": s["gap_nats"], "level": config.level,
                          "method": "t over seeds"},
@@ -478,16 +486,20 @@ def overall_measured(res: EarlyStopResult) -> dict:
         g = r["summary"]["gap_steps"]
         return None if g is None else round(g["estimate"], 1)
 
-    holding = [r["lr_fraction"] for r in res.regimes if "step size" in r["sweeps"] and r["verdict"] == "holds"]
+    holding = []  # the step fractions up to the first one that does not hold
+    for r in sorted((r for r in res.regimes if "step size" in r["sweeps"]), key=lambda r: r["lr_fraction"]):
+        if r["verdict"] != "holds":
+            break
+        holding.append(r["lr_fraction"])
     pick = lambda sweep, cond: {r["label"]: f"{gap(r)} steps ({r['verdict']})"  # noqa: E731
                                 for r in res.regimes if sweep in r["sweeps"] and cond(r)}
     return {"baseline": f"{base['label']}: gap {gap(base)} steps, "
                         f"{_fmt_iv(base['summary']['gap_nats'], 4)} nats",
-            "GD holds up to η/(2/λ₀)": max(holding) if holding else None,
-            "step size": pick("step size", lambda r: r["key"] != res.baseline),
-            "mini-batch": pick("batch size", lambda r: r["batch_size"] is not None),
+            "gd_holds_up_to_f": max(holding) if holding else None,  # η ≤ f·2/λ_max(θ₀)
+            "step_size": pick("step size", lambda r: r["key"] != res.baseline),
+            "minibatch": pick("batch size", lambda r: r["batch_size"] is not None),
             "optimizer": pick("optimizer", lambda r: r["optimizer"] != "gd"),
-            "training-set size": pick("training-set size", lambda r: r["key"] != res.baseline)}
+            "size": pick("training-set size", lambda r: r["key"] != res.baseline)}
 
 
 # ----------------------------------------------------------------------------- figures and summary
@@ -584,9 +596,9 @@ def _summary(run_folder: RunFolder, res: EarlyStopResult, config: EarlyStopConfi
             f"(E = {config.dim}), TwoLayer H = {config.hidden}, {config.activation}; baseline full-batch GD with "
             f"η = {config.lr_fraction}·2/λ_max(θ₀), N₀ = {config.n_train}, {config.steps} steps; S_T, S_E, ∇S_T·∇S_E on "
             f"the full training set and {'the whole test split' if config.test_per_class is None else f'{10 * config.test_per_class} test samples'} "
-            f"every {config.measure_every} step(s); λ_max = top FIM eigenvalue (Lanczos, {config.lambda_samples} training "
+            f"every max({config.measure_every}, ⌈N/{config.grid_samples}⌉) steps; λ_max = top FIM eigenvalue (Lanczos, {config.lambda_samples} training "
             f"samples); {config.seeds} seeds per regime, {config.level:.0%} t-intervals. Tolerances (set before the run): "
-            f"±max({config.measure_every}, {config.step_tolerance}·argmin step) steps and {config.nats_tolerance} nats. "
+            f"±max(grid, {config.step_tolerance}·argmin step) steps and {config.nats_tolerance} nats. "
             f"Seeds m/l/e/n: gap measured / rule never fired (late, lower bound) / S_E still falling when the rule fired "
             f"(early, bound) / neither.\n\n")
     return head + regime_table(res) + "\n\n## Claims\n\n" + claims_table_md(run_folder.claims)

@@ -128,7 +128,7 @@ class LrBoundConfig:
                              "as is", min=0)
 
     PRESETS: ClassVar[dict[str, dict]] = {
-        "quick": {"seeds": 2, "min_inputs": 16, "min_width": 32, "gd_steps": 400, "bisect_tol": 8e-3, "n_ratios": 6,
+        "quick": {"seeds": 2, "min_inputs": 16, "min_width": 32, "gd_steps": 300, "bisect_tol": 1e-2, "n_ratios": 6,
                   "datasets": ("mnist",), "momenta": (0.0, 0.5), "widths": (32, 64, 128), "n_lrs": 6, "n_train": 2000,
                   "batch_size": 50, "T_fim": 60, "lr_min_factor": 0.2, "lr_max_factor": 8.0},
         "default": {},

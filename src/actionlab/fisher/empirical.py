@@ -21,23 +21,46 @@ diag p − p pᵀ = R_t R_tᵀ.
 Statistics: m_λ = tr F / P = tr F* / P (A.3), s_λ = ‖F*‖²_F / P (A.24),
 λ_max = ‖F*‖₂ (Theorem 4); the Fisher–Rao norm θᵀFθ (A.44); a matrix-free
 λ_max by Lanczos on F with Jacobian-vector products for T too large for F*.
+
+Any ``nn.Module``: :func:`fisher_statistics` and :func:`layer_statistics` use the
+layer-wise factorisation above for Linear/activation stacks and otherwise the Gram
+matrix of the per-sample output gradients (``torch.func``,
+:func:`actionlab.fisher.ntk.generic_dual_matrix`): Conv2d, pooling, BatchNorm in eval
+mode, LayerNorm, … A module whose samples interact (BatchNorm in train mode) or that
+``torch.func`` cannot differentiate per sample is refused with the fix.
+
+Per layer (A.19): F* = Σ_l F*_l, F*_l = F*_l^(W) + F*_l^(b) (weights / bias entries, A.3);
+:func:`layer_statistics` gives each term's m_l = tr F*_l / P (they sum to m_λ), s_l = ‖F*_l‖²_F / P,
+λ_max,l = ‖F*_l‖₂ and the bias part tr F*_l^(b) / P (A.7–A.9).
+
+Memory: F* has (CT)² entries; before allocating it the functions compare their need with the
+memory available on the device (``/proc/meminfo`` MemAvailable or ``os.sysconf`` on the CPU,
+``torch.cuda.mem_get_info`` on CUDA; :func:`available_memory`) and refuse with the alternatives
+(:class:`InsufficientMemoryError`).
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from actionlab import activations as _act
-from actionlab._checks import ShapeError, ValueCheckError, check_choice, check_matrix
+from actionlab._checks import ActionlabError, ShapeError, ValueCheckError, check_choice, check_matrix
 from actionlab._display import short_repr
 from actionlab.activations import ActivationModule
 
 __all__ = [
     "FisherStatistics",
+    "LayerStatistics",
+    "layer_statistics",
+    "InsufficientMemoryError",
+    "available_memory",
+    "check_memory",
     "layer_signals",
     "dual_matrix",
     "fisher_statistics",
@@ -167,15 +190,74 @@ def _lambda_matrix(f: torch.Tensor) -> torch.Tensor:
     return torch.diag_embed(sp) - p[:, :, None] * sp[:, None, :]
 
 
+class InsufficientMemoryError(ActionlabError, MemoryError):
+    """The dual matrix (or the Jacobian) would not fit in the memory available on the device."""
+
+
+def available_memory(device=None) -> int | None:
+    """Bytes available for new tensors on ``device``; None where unknown (no check is then made).
+
+    CUDA: the free memory of ``torch.cuda.mem_get_info``; CPU: MemAvailable of ``/proc/meminfo``
+    (Linux), else ``os.sysconf`` available (or physical) pages × page size.
+    """
+    dev = torch.device("cpu" if device is None else device)
+    if dev.type == "cuda":
+        return int(torch.cuda.mem_get_info(dev)[0])
+    if dev.type != "cpu":
+        return None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    for key in ("SC_AVPHYS_PAGES", "SC_PHYS_PAGES"):
+        try:
+            return int(os.sysconf(key)) * int(os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            continue
+    return None
+
+
+def check_memory(need_bytes: float, device, what: str, fraction: float = 0.9) -> None:
+    """Refuse (:class:`InsufficientMemoryError`) when ``need_bytes`` exceeds ``fraction`` of :func:`available_memory`."""
+    avail = available_memory(device)
+    if avail is None or need_bytes <= fraction * avail:
+        return
+    raise InsufficientMemoryError(
+        f"{what} needs ≈ {need_bytes / 1024**3:.3g} GB but {avail / 1024**3:.3g} GB are available on "
+        f"{torch.device(device or 'cpu')}; alternatives: Lanczos on F itself (lanczos_lambda_max, or "
+        f"fisher.operators.FisherOperator with fisher.spectral.top_eigenpairs / spectral_density / "
+        f"hutchinson_trace: memory O(P)), fewer inputs T (memory grows as (CT)²), or several ranks "
+        f"(DualFisherOperator(..., group=...) of actionlab.distributed: (CT)²/world size per rank)")
+
+
+def _dual_bytes(C: int, T: int, dtype: torch.dtype, copies: int) -> float:
+    return float(copies) * (C * T) ** 2 * torch.empty((), dtype=dtype).element_size()
+
+
+def _is_stack(model: nn.Module) -> bool:
+    """Whether the layer-wise factorisation applies (a Linear/activation stack)."""
+    try:
+        _parse(model)
+    except ValueCheckError:
+        return False
+    return True
+
+
 def dual_matrix(model: nn.Module, x: torch.Tensor, outputs: str = "squared") -> torch.Tensor:
     """The dual F* (CT × CT, output-major) from the layer-wise factorisation A.19/A.30 (plus bias terms).
 
-    Memory O(C·T·max M_l + (CT)²): the P × CT matrix B is never formed.
+    Linear/activation stacks only (other modules: :func:`actionlab.fisher.ntk.generic_dual_matrix`,
+    which :func:`fisher_statistics` picks by itself). Memory O(C·T·max M_l + (CT)²): the P × CT
+    matrix B is never formed; the (CT)² need is checked first (:func:`check_memory`).
     """
     check_choice(outputs, OUTPUTS, "outputs")
-    hs, deltas, f = layer_signals(model, x)
     layers = _parse(model)
-    T, C = f.shape
+    w0 = layers[0].linear.weight
+    T, C = check_matrix(x, "x").shape[0], layers[-1].linear.out_features
+    check_memory(_dual_bytes(C, T, w0.dtype, 4), w0.device, f"the dual matrix F* ({C * T} × {C * T})")
+    hs, deltas, f = layer_signals(model, x)
     Fs = torch.zeros(C * T, C * T, dtype=f.dtype, device=f.device)
     with torch.no_grad():
         for l, ly in enumerate(layers):
@@ -186,10 +268,37 @@ def dual_matrix(model: nn.Module, x: torch.Tensor, outputs: str = "squared") -> 
             Fs += (D @ D.T) * H.repeat(C, C)
         Fs /= T
         if outputs == "cross_entropy":
-            R = _lambda_matrix(f)  # (T, C, C): R[t, k, a]
-            F4 = Fs.reshape(C, T, C, T)
-            Fs = torch.einsum("tka,ktls,slb->atbs", R, F4, R).reshape(C * T, C * T)
+            Fs = _apply_softmax(Fs, f)
     return Fs
+
+
+def _apply_softmax(Fs: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """Rᵀ F*_sq R (the cross-entropy dual) with R = blockdiag_t(diag √p_t − p_t √p_tᵀ)."""
+    T, C = f.shape
+    R = _lambda_matrix(f)  # (T, C, C): R[t, k, a]
+    F4 = Fs.reshape(C, T, C, T)
+    return torch.einsum("tka,ktls,slb->atbs", R, F4, R).reshape(C * T, C * T)
+
+
+def _generic_dual(model: nn.Module, x: torch.Tensor, outputs: str, batch_size: int | None) -> torch.Tensor:
+    """F* of any sample-wise module (the Jacobian Gram matrix), with the memory check and a clear error."""
+    from actionlab.fisher import ntk as _ntk
+
+    _ntk.check_samplewise(model)
+    theta = next(model.parameters())
+    P = sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        C = int(model(x[:1].to(dtype=theta.dtype, device=theta.device)).reshape(1, -1).shape[1])
+    T = int(x.shape[0])
+    need = _dual_bytes(C, T, theta.dtype, 4) + 2.0 * T * C * P * theta.element_size()
+    check_memory(need, theta.device, f"the per-sample Jacobian (T·C·P = {T}·{C}·{P}) and F* ({C * T} × {C * T})")
+    try:
+        return _ntk.generic_dual_matrix(model, x, outputs, batch_size)
+    except RuntimeError as e:
+        raise ValueCheckError(
+            f"torch.func could not differentiate {type(model).__name__} per sample ({str(e).splitlines()[0][:200]}); "
+            f"supported: modules whose samples do not interact (Linear, Conv, pooling, BatchNorm in eval mode, "
+            f"LayerNorm, …) without in-place changes of their inputs or .item() calls in forward") from e
 
 
 @short_repr
@@ -213,9 +322,23 @@ class FisherStatistics:
         return self.eigenvalues[self.eigenvalues > rtol * max(self.lambda_max, 0.0)]
 
 
-def fisher_statistics(model: nn.Module, x: torch.Tensor, outputs: str = "squared", return_dual: bool = False) -> FisherStatistics:
-    """m_λ, s_λ, λ_max and the spectrum of the FIM of ``model`` on inputs ``x`` (T × M_0) via F*."""
-    Fs = dual_matrix(model, x, outputs)
+def fisher_statistics(
+    model: nn.Module, x: torch.Tensor, outputs: str = "squared", return_dual: bool = False, *,
+    batch_size: int | None = None,
+) -> FisherStatistics:
+    """m_λ, s_λ, λ_max and the spectrum of the FIM of ``model`` on inputs ``x`` (T × …) via F*.
+
+    Linear/activation stacks: the layer-wise dual :func:`dual_matrix`; any other sample-wise module
+    (Conv2d, pooling, eval-mode BatchNorm, LayerNorm, …): the Jacobian Gram matrix of
+    :func:`actionlab.fisher.ntk.generic_dual_matrix` (inputs in chunks of ``batch_size``).
+    m = tr F*/P (A.3), s = ‖F*‖²_F/P (A.24), λ_max = ‖F*‖₂ (Theorem 4).
+    """
+    check_choice(outputs, OUTPUTS, "outputs")
+    if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[0] < 1:
+        raise ShapeError(f"x must be a tensor with a leading sample dimension, got {type(x).__name__} "
+                         f"of shape {tuple(getattr(x, 'shape', ()))}")
+    Fs = dual_matrix(model, x, outputs) if _is_stack(model) else _generic_dual(model, x, outputs, batch_size)
+    check_memory(_dual_bytes(1, Fs.shape[0], Fs.dtype, 2), Fs.device, f"the eigendecomposition of F* ({Fs.shape[0]}²)")
     P = sum(p.numel() for p in model.parameters())
     CT = Fs.shape[0]
     T = x.shape[0]
@@ -225,6 +348,86 @@ def fisher_statistics(model: nn.Module, x: torch.Tensor, outputs: str = "squared
         eigenvalues=ev, m=tr / P, s=float((Fs * Fs).sum()) / P, lambda_max=float(ev[0]), num_params=int(P),
         C=CT // T, T=T, outputs=outputs, trace=tr, dual=Fs if return_dual else None,
     )
+
+
+@short_repr
+@dataclass
+class LayerStatistics:
+    """One layer's term F*_l of A.19 (a Linear of a stack, or any module holding parameters)."""
+
+    name: str
+    num_params: int  # P_l, the layer's parameters
+    m: float  # tr F*_l / P (P of the whole model: the layer's share of m_λ)
+    s: float  # ‖F*_l‖²_F / P
+    lambda_max: float  # ‖F*_l‖₂
+    m_bias: float  # tr F*_l^(b) / P: the bias entries' share (A.7–A.9)
+    trace: float
+
+
+def _stat(name: str, n: int, F: torch.Tensor, Fb: torch.Tensor | None, P: int) -> LayerStatistics:
+    lam = float(torch.linalg.eigvalsh(F)[-1])
+    tr = float(torch.trace(F))
+    mb = float(torch.trace(Fb)) / P if Fb is not None else 0.0
+    return LayerStatistics(name, int(n), tr / P, float((F * F).sum()) / P, lam, mb, tr)
+
+
+def _stack_layer_terms(model: nn.Module, x: torch.Tensor, outputs: str):
+    """Yield (name, P_l, F*_l, F*_l^(b)) of a Linear/activation stack from the layer signals (A.19, A.2)."""
+    layers = _parse(model)
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    hs, deltas, f = layer_signals(model, x)
+    T, C = f.shape
+    with torch.no_grad():
+        for l, ly in enumerate(layers):
+            D = deltas[l].reshape(C * T, -1)
+            G = D @ D.T / T
+            Fw = G * (hs[l] @ hs[l].T).repeat(C, C)
+            Fb = G if ly.linear.bias is not None else None
+            F = Fw + Fb if Fb is not None else Fw
+            if outputs == "cross_entropy":
+                F = _apply_softmax(F, f)
+                Fb = _apply_softmax(Fb, f) if Fb is not None else None
+            yield names[l], sum(p.numel() for p in ly.linear.parameters()), F, Fb
+
+
+def _generic_layer_terms(model: nn.Module, x: torch.Tensor, outputs: str, batch_size: int | None):
+    """Yield (name, P_l, F*_l, F*_l^(b)) of any module: Gram matrices of slices of the per-sample Jacobian."""
+    from actionlab.fisher import ntk as _ntk
+
+    _generic_dual(model, x[:1], outputs, batch_size)  # the checks and clear errors, on one sample
+    J = _ntk.per_sample_jacobian(model, x, batch_size)
+    _, _, pnames, sizes = _ntk.functional_model(model)
+    starts = np.cumsum([0] + sizes)
+    for name, sl in _ntk.parameter_groups(model):
+        bias = [slice(int(a), int(b)) for n, a, b in zip(pnames, starts[:-1], starts[1:])
+                if sl.start <= a < sl.stop and n.rsplit(".", 1)[-1] == "bias"]
+        F = _ntk._dual_from_jacobian(J[:, :, sl], model, x, outputs)
+        Fb = _ntk._dual_from_jacobian(torch.cat([J[:, :, b] for b in bias], dim=2), model, x, outputs) if bias else None
+        yield name, sl.stop - sl.start, F, Fb
+
+
+def layer_statistics(
+    model: nn.Module, x: torch.Tensor, outputs: str = "squared", *, batch_size: int | None = None,
+) -> list[LayerStatistics]:
+    """m_l, s_l, λ_max,l and the bias share of each layer's term F*_l of F* = Σ_l F*_l (A.19).
+
+    The terms are those of :meth:`actionlab.fisher.operators.DualFisherOperator.layer_terms`
+    (one per module holding parameters); Σ_l m_l = m_λ, and m_l is normalised by the whole P so that
+    it compares with the layer's summand Cκ^(l)_1/M of :func:`actionlab.fisher.meanfield.layer_predictions`.
+    """
+    check_choice(outputs, OUTPUTS, "outputs")
+    P = sum(p.numel() for p in model.parameters())
+    theta = next(model.parameters(), None)
+    if theta is None:
+        raise ValueCheckError("the model has no parameters")
+    stack = _is_stack(model)
+    if stack:
+        C, T = _parse(model)[-1].linear.out_features, int(check_matrix(x, "x").shape[0])
+        check_memory(_dual_bytes(C, T, theta.dtype, 5), theta.device, f"the per-layer terms F*_l ({C * T} × {C * T})")
+        terms = _stack_layer_terms(model, x, outputs)
+    else:
+        terms = _generic_layer_terms(model, x, outputs, batch_size)
+    return [_stat(name, n, F, Fb, P) for name, n, F, Fb in terms]
 
 
 def input_statistics(x: torch.Tensor) -> tuple[float, float]:

@@ -610,7 +610,7 @@ class LayerPrediction:
 
     κ^(l)_1 = (α_{l−1}/α) q̃^l q̂^{l−1}, κ^(l)_2 = (α_{l−1}/α) q̃^l_st q̂^{l−1}_st (the summands of
     A.6/A.23, so Σ_l κ^(l) = κ); F*_l ≈ αMK_l/T per output block, hence m_l = Cκ^(l)_1/M (its share of
-    A.12, normalised by the whole P), s_l = αC((T−1)/T κ^(l)2_2 + κ^(l)2_1/T) (A.25 for F*_l),
+    A.12, normalised by the whole P), s_l = αC((T−1)/T (κ^(l)_2)² + (κ^(l)_1)²/T) (A.25 for F*_l),
     λ_max,l = α((T−1)/T κ^(l)_2 + κ^(l)_1/T)M (Theorem 4 for F*_l). ``*_finite`` count the layer's bias
     entries (B1_l = M_{l−1} q̃^l q̂^{l−1} + q̃^l, B2_l likewise) and the exact P; ``m_bias`` = C q̃^l/P
     is the layer's share of A.9.

@@ -27,6 +27,12 @@ Implementations
   ``shape`` and ``@`` on torch tensors or numpy arrays, e.g. a curvlinops
   ``GGNLinearOperator`` (optional extra ``actionlab[curvlinops]``), with a scale
   to match normalisations.
+
+Distributed (``group=``, the rule of :mod:`actionlab.distributed`): :class:`FisherOperator` and
+:class:`DualFisherOperator` take a process group; each rank passes its shard of the inputs and the
+operator is that of the union (T = Σ_r T_r). Both act on blocks replicated on every rank, so every
+spectral function of :mod:`actionlab.fisher.spectral` takes them unchanged (``group`` attribute;
+None for every other operator).
 """
 
 from __future__ import annotations
@@ -324,7 +330,7 @@ def _mlp_row_terms(model, x, outputs, group, per_layer):
             rows = torch.empty(C, Tl, C, T, dtype=f.dtype, device=f.device)
             for _, o, (H_r, D_r) in _dist.each_rank([H, D.transpose(0, 1)], group):  # D_r: (T_q, C, M)
                 G = torch.einsum("ksi,tli->kslt", D, D_r)
-                rows[:, :, :, o: o + H_r.shape[0]] = G * (H @ H_r.T + 0.0)[None, :, None, :]
+                rows[:, :, :, o: o + H_r.shape[0]] = G * (H @ H_r.T + bias)[None, :, None, :]
             if per_layer:
                 yield name, _finish(rows, T, R_all, R_loc)
             else:

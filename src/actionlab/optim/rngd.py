@@ -127,7 +127,7 @@ from actionlab import activations as _act
 from actionlab._checks import ValueCheckError, check_choice, check_positive
 from actionlab.models import TwoLayer
 
-__all__ = ["RNGD", "LayerSpec", "describe_layers", "SUPPORTED_MODULES"]
+__all__ = ["RNGD", "LayerSpec", "describe_layers", "low_rank_plus_identity", "SUPPORTED_MODULES"]
 
 _PASS_THROUGH = (nn.Dropout, nn.Flatten, nn.Identity)
 _NORMS = (nn.BatchNorm1d,)
@@ -194,6 +194,7 @@ class LayerSpec:
     d: int = 0
     m: int = 0
     blocks: int = 1  # shared metrics: number of diagonal blocks (1 = dense)
+    rank: int = 0  # shared metrics: k of the low-rank-plus-identity inverse (0 = exact inverse)
     captured: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -212,6 +213,34 @@ class LayerSpec:
         return self.blocks * self.block * self.block
 
 
+_OVERSAMPLE = 10  # extra columns of the subspace iteration of a low-rank inverse
+_SUBSPACE_ITERS_FIRST = 6  # subspace iterations at the first refresh (random start)
+_SUBSPACE_ITERS = 2  # at later refreshes (warm start from the previous directions)
+
+
+def low_rank_plus_identity(Gd: torch.Tensor, k: int, start: torch.Tensor | None = None,
+                           iters: int = _SUBSPACE_ITERS_FIRST) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Top-k eigenpairs of a symmetric positive semi-definite d × d ``Gd`` and the isotropic remainder ρ.
+
+    Block subspace iteration Q ← qr(Gd Q) (``iters`` times, k + 10 columns, from ``start`` or a seeded
+    Gaussian block), then Rayleigh–Ritz: eigh(Qᵀ Gd Q). Returns (Λ_k descending, V_k (d × k), ρ, Q) with
+    ρ = (tr Gd − Σ Λ_k)/(d − k) the mean of the remaining eigenvalues and Q the Ritz basis (the next warm start).
+    """
+    d = Gd.shape[-1]
+    p = min(d, k + _OVERSAMPLE)
+    if start is None or start.shape != (d, p):
+        gen = torch.Generator(device=Gd.device).manual_seed(0)
+        start = torch.randn(d, p, generator=gen, dtype=Gd.dtype, device=Gd.device)
+    Q = start.to(Gd.dtype)
+    for _ in range(iters):
+        Q, _ = torch.linalg.qr(Gd @ Q)
+    vals, U = torch.linalg.eigh(Q.T @ Gd @ Q)
+    Q = Q @ U.flip(-1)
+    vals = vals.flip(-1)
+    rest = (torch.diagonal(Gd).sum() - vals[:k].sum()) / max(d - k, 1)
+    return vals[:k], Q[:, :k], torch.clamp(rest, min=0.0), Q
+
+
 def damping_epsilon(trace: torch.Tensor, d: int, damping: float, relative_to: str = "mean_eigenvalue") -> torch.Tensor:
     """ε = λ·tr(G)/d (``relative_to="mean_eigenvalue"``) or λ·tr(G) (``"trace"``, the authors' code) of a d × d metric."""
     return damping * trace / (d if relative_to == "mean_eigenvalue" else 1.0)
@@ -225,22 +254,24 @@ def _layer_kind(k: int, n_layers: int, act, first_layer: str, hidden_layers: str
     return "per_neuron"
 
 
-def _spec(k, weight, bias, kind, act, shared_block_size, linear=None, act_module=None) -> LayerSpec:
+def _spec(k, weight, bias, kind, act, shared_block_size, linear=None, act_module=None, rank=None) -> LayerSpec:
     per = kind == "per_neuron"
     spec = LayerSpec(k, weight, bias, kind, act if per else None, linear, act_module if per else None)
     spec.m, spec.d = weight.shape[0], weight.shape[1] + (1 if bias is not None else 0)
-    if kind == "shared" and shared_block_size is not None and spec.d > shared_block_size:
+    if kind == "shared" and k == 0 and rank is not None and spec.d > rank:
+        spec.rank = int(rank)  # low-rank-plus-identity inverse (takes precedence over blocks)
+    elif kind == "shared" and shared_block_size is not None and spec.d > shared_block_size:
         spec.blocks = -(-spec.d // int(shared_block_size))
     return spec
 
 
 def describe_layers(model: nn.Module, first_layer: str = "shared", hidden_layers: str = "per_neuron", relu_omega: float = 1.0,
-                    shared_block_size: int | None = None) -> list[LayerSpec]:
+                    shared_block_size: int | None = None, first_layer_rank: int | None = None) -> list[LayerSpec]:
     """The per-layer plan of RNGD for ``model`` (raises a clear error on unsupported modules)."""
     if isinstance(model, TwoLayer):  # f = U σ(W z + b) + c: layers (W, b) then (U, c)
         act = model.activation.smoothed(relu_omega)
         kinds = [_layer_kind(k, 2, act, first_layer, hidden_layers) for k in (0, 1)]
-        return [_spec(0, model.W, model.b, kinds[0], act, shared_block_size),
+        return [_spec(0, model.W, model.b, kinds[0], act, shared_block_size, rank=first_layer_rank),
                 _spec(1, model.U, model.c, kinds[1], None, shared_block_size)]
     mods = _sequence_of(model)
     acts = []
@@ -263,8 +294,22 @@ def describe_layers(model: nn.Module, first_layer: str = "shared", hidden_layers
                 act, act_mod = acts[j], mods[j]
                 break
         kind = _layer_kind(k, len(linears), act, first_layer, hidden_layers)
-        specs.append(_spec(k, lin.weight, lin.bias, kind, act, shared_block_size, lin, act_mod))
+        specs.append(_spec(k, lin.weight, lin.bias, kind, act, shared_block_size, lin, act_mod, first_layer_rank))
     return specs
+
+
+def _refuse_singular(eigenvalues: torch.Tensor, d: int, dtype: torch.dtype) -> None:
+    """Raise when an undamped metric is singular: λ_min ≤ d·eps·λ_max for any block (its inverse would be noise)."""
+    lo, hi = eigenvalues.min(-1).values, eigenvalues.max(-1).values
+    bad = lo <= d * torch.finfo(dtype).eps * torch.clamp(hi, min=0.0)
+    if bool(bad.any()):
+        worst = int(torch.argmax((hi - lo) * bad).item()) if bad.dim() else 0
+        raise ValueCheckError(
+            f"RNGD: a metric block is singular without damping (block {worst}: smallest eigenvalue "
+            f"{float(lo.reshape(-1)[worst]):.3g}, largest {float(hi.reshape(-1)[worst]):.3g}; fewer samples than its "
+            f"dimension d = {d} give a rank-deficient metric, 003 section 2.1); damping=0 would step along its null "
+            "space — pass damping > 0 (e.g. damping=1e-4 with damping_relative_to='trace', the authors')"
+        )
 
 
 class RNGD(torch.optim.Optimizer):
@@ -288,6 +333,8 @@ class RNGD(torch.optim.Optimizer):
             as the authors); a cheaper schedule, each update G ← ωᵏG + (1 − ωᵏ)G_batch.
         shared_block_size: None (default, the authors': dense shared metrics) or b: shared metrics with
             more than b coordinates become block-diagonal over ⌈d/b⌉ contiguous blocks (an approximation).
+        first_layer_rank: None (default, the authors': exact inverse) or k: a shared first-layer metric with
+            d > k is inverted as its top-k eigen-directions plus an isotropic remainder (an approximation).
     """
 
     def __init__(
@@ -306,6 +353,7 @@ class RNGD(torch.optim.Optimizer):
         decay_bias: bool = False,
         metric_every: int = 1,
         shared_block_size: int | None = None,
+        first_layer_rank: int | None = None,
     ) -> None:
         check_positive(lr, "lr")
         check_positive(momentum, "momentum", allow_zero=True)
@@ -320,18 +368,20 @@ class RNGD(torch.optim.Optimizer):
             raise ValueCheckError(f"inverse_every (T) must be an integer ≥ 1, got {inverse_every}")
         if shared_block_size is not None and (int(shared_block_size) != shared_block_size or shared_block_size < 1):
             raise ValueCheckError(f"shared_block_size must be None (dense) or an integer ≥ 1, got {shared_block_size}")
+        if first_layer_rank is not None and (int(first_layer_rank) != first_layer_rank or first_layer_rank < 1):
+            raise ValueCheckError(f"first_layer_rank must be None (exact inverse) or an integer k ≥ 1, got {first_layer_rank}")
         check_choice(first_layer, ("shared", "per_neuron"), "first_layer")
         check_choice(hidden_layers, ("shared", "per_neuron"), "hidden_layers")
         check_choice(damping_relative_to, ("mean_eigenvalue", "trace"), "damping_relative_to")
         if not isinstance(model, nn.Module):
             raise ValueCheckError(f"RNGD(model, ...) takes the model (nn.Module), not {type(model).__name__}")
-        self.specs = describe_layers(model, first_layer, hidden_layers, relu_omega, shared_block_size)
+        self.specs = describe_layers(model, first_layer, hidden_layers, relu_omega, shared_block_size, first_layer_rank)
         self.model = model
         params = [p for p in model.parameters() if p.requires_grad]
         defaults = dict(
             lr=lr, momentum=momentum, weight_decay=weight_decay, decay=decay, damping=damping,
             inverse_every=int(inverse_every), damping_relative_to=damping_relative_to, decay_bias=decay_bias,
-            metric_every=int(metric_every), shared_block_size=shared_block_size,
+            metric_every=int(metric_every), shared_block_size=shared_block_size, first_layer_rank=first_layer_rank,
         )
         super().__init__(params, defaults)
         self._param_group = {id(p): g for g in self.param_groups for p in g["params"]}
@@ -455,6 +505,8 @@ class RNGD(torch.optim.Optimizer):
         d = G.shape[-1]
         if eps is None:
             eps = damping_epsilon(torch.diagonal(G, dim1=-2, dim2=-1).sum(-1), d, damping, relative_to)
+        if damping == 0:
+            _refuse_singular(torch.linalg.eigvalsh(G), d, G.dtype)
         eps = torch.clamp(eps, min=torch.finfo(G.dtype).tiny ** 0.5)
         eye = torch.eye(d, dtype=G.dtype, device=G.device)
         Gd = G + eps[..., None, None] * eye
@@ -485,7 +537,23 @@ class RNGD(torch.optim.Optimizer):
             raise ValueCheckError(f"RNGD has no metric for layer {layer} yet; it is built at the first step()")
         return self._dense(s, st["metric"])
 
-    def _inverse(self, s: LayerSpec, G: torch.Tensor, group: dict) -> torch.Tensor:
+    def _low_rank_inverse(self, s: LayerSpec, G: torch.Tensor, group: dict, state: dict) -> torch.Tensor:
+        """V_k of A + εI ≈ V_k Λ_k V_kᵀ + ρ(I − V_k V_kᵀ); stores Λ_k⁻¹ − ρ⁻¹ and ρ⁻¹ in ``state`` (module docstring)."""
+        d = s.d
+        eps = damping_epsilon(torch.diagonal(G).sum(), d, group["damping"], group["damping_relative_to"])
+        Gd = G + torch.clamp(eps, min=torch.finfo(G.dtype).tiny ** 0.5) * torch.eye(d, dtype=G.dtype, device=G.device)
+        start = state.get("ritz_basis")
+        lam, V, rho, Q = low_rank_plus_identity(Gd, s.rank, start, _SUBSPACE_ITERS if start is not None else _SUBSPACE_ITERS_FIRST)
+        if group["damping"] == 0:
+            _refuse_singular(torch.stack([torch.minimum(rho, lam.min()), lam.max()]), d, G.dtype)
+        state["ritz_basis"] = Q
+        state["inverse_coef"] = 1.0 / lam - 1.0 / rho
+        state["inverse_rho"] = 1.0 / rho
+        return V
+
+    def _inverse(self, s: LayerSpec, G: torch.Tensor, group: dict, state: dict | None = None) -> torch.Tensor:
+        if s.rank:
+            return self._low_rank_inverse(s, G, group, state if state is not None else {})
         eps = None
         if s.kind == "shared" and s.blocks > 1:
             # the ε of the dense metric (its trace is the blocks' traces summed; padding entries are 0), so that
@@ -496,6 +564,9 @@ class RNGD(torch.optim.Optimizer):
 
     def _precondition(self, s: LayerSpec, state: dict, grad: torch.Tensor) -> torch.Tensor:
         Ginv = state["inverse"]
+        if s.rank:  # ρ⁻¹ g + (g V_k) diag(Λ_k⁻¹ − ρ⁻¹) V_kᵀ
+            g = grad.to(Ginv.dtype)
+            return (g * state["inverse_rho"] + ((g @ Ginv) * state["inverse_coef"]) @ Ginv.T).to(grad.dtype)
         if s.kind == "per_neuron":
             # G_o⁻¹ g_o as the row product g_oᵀ G_o⁻¹ (the inverse is symmetric): one pass over the m × d × d
             # inverses, faster on a CPU than bmm with a single column (docs/rngd.md)
@@ -517,6 +588,7 @@ class RNGD(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         done: set[int] = set()
+        planned = []  # every layer's direction first, so that a refused metric leaves all parameters untouched
         for s in self.specs:
             W, b = s.weight, s.bias
             group = self._param_group.get(id(W))
@@ -533,11 +605,13 @@ class RNGD(torch.optim.Optimizer):
             if t % k == 0 or "metric" not in st:
                 self._update_metric(s, st, group["decay"] ** k)
             if t % group["inverse_every"] == 0 or "inverse" not in st:
-                st["inverse"] = self._inverse(s, st["metric"], group)
+                st["inverse"] = self._inverse(s, st["metric"], group, st)
             st["rngd_step"] = t + 1
             gW = W.grad if W.grad is not None else torch.zeros_like(W)
             g = gW if b is None else torch.cat([gW, (b.grad if b.grad is not None else torch.zeros_like(b))[:, None]], 1)
-            direction = self._precondition(s, st, g)
+            planned.append((s, st, group, self._precondition(s, st, g)))
+        for s, st, group, direction in planned:
+            W, b = s.weight, s.bias
             st["last_direction"] = direction
             if group["momentum"] > 0:
                 buf = st.get("momentum_buffer")
@@ -590,6 +664,6 @@ class RNGD(torch.optim.Optimizer):
         lines = [f"RNGD(lr={self.defaults['lr']}, decay={self.defaults['decay']}, damping={self.defaults['damping']}, T={self.defaults['inverse_every']})"]
         for s in self.specs:
             act = f", ν of {s.activation!r}" if s.activation is not None else ""
-            blocks = f", {s.blocks} blocks of ≤ {s.block}" if s.blocks > 1 else ""
+            blocks = f", {s.blocks} blocks of ≤ {s.block}" if s.blocks > 1 else (f", rank {s.rank} + identity" if s.rank else "")
             lines.append(f"  layer {s.index}: {'Linear' if s.linear is not None else 'affine'}({s.weight.shape[1]}→{s.m}) {s.kind}, d={s.d}{blocks}{act}")
         return "\n".join(lines)

@@ -85,10 +85,13 @@ def build_report(
         out = paths[0] if len(paths) == 1 and paths[0].is_dir() else Path("report")
     out = Path(out)
     html_path = out if out.suffix.lower() in (".html", ".htm") else out / "report.html"
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(render_html(data), encoding="utf-8")
+    from actionlab.config import check_out_dir
+    from actionlab.runs import atomic_write_text
+
+    check_out_dir(html_path.parent)  # not a file, not below one, writable (a named error otherwise)
+    atomic_write_text(html_path, render_html(data))
     md_path = None
     if markdown:
         md_path = html_path.with_suffix(".md")
-        md_path.write_text(render_markdown(data, md_path.parent), encoding="utf-8")
+        atomic_write_text(md_path, render_markdown(data, md_path.parent))
     return ReportFiles(html=html_path, markdown=md_path, runs=len(data.runs), problems=len(data.problems))

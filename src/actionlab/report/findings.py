@@ -56,8 +56,10 @@ KEY_FINDINGS: dict[str, str] = {
     "003.rngd-speed":
         "RNGD's cost in wall-clock time (003): the paper says {document_value}, measured {measured} — {verdict}.",
     "001.early-stop":
-        "Early stopping where ∇S_T·∇S_E = 0 (001 §3, eq. 7): the note says {document_value}, "
-        "measured {measured} — {verdict}.",
+        "Early stopping where ∇S_T·∇S_E = 0 (001 §3, eq. 7): the note says {document_value}; in the regime of "
+        "its derivation (full-batch GD, small steps) {measured[baseline]} — {verdict}. Full-batch GD holds up to "
+        "η = {measured[gd_holds_up_to_f]}·2/λ_max; mini-batch: {measured[minibatch]}; other optimizers: "
+        "{measured[optimizer]}.",
     "004.lr-bound":
         "The learning-rate bound η < 2(1+μ)/λ_max at a minimum (004 Lemma 6, A.7): the supplement says "
         "{document_value}, measured critical ratio {measured} — {verdict}.",

@@ -1,0 +1,197 @@
+"""``actionlab early-stop``: the rule ∇S_T·∇S_E = 0 (001 §3, eq. 7) against argmin S_E.
+
+The helpers are checked by hand-computed traces; the regime of the derivation (full-batch GD,
+small η, full-set gradients every step) is checked against the rule on a small float64 problem
+with an independent trace of S_E; the verdict logic is fed numbers on both sides of its
+thresholds; the quick preset is checked for its regime table.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from actionlab.config import RunOptions
+from actionlab.experiments import get_experiment, make_config
+from actionlab.experiments.early_stop import (
+    EarlyStopConfig,
+    compare_rule,
+    first_nonpositive,
+    judge_regime,
+    regime_grid,
+    run_gaps,
+    summarise_regime,
+)
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def test_first_nonpositive_and_compare_rule():
+    steps = [0, 10, 20, 30, 40, 50]
+    dots = [5.0, 2.0, -0.5, 1.0, -1.0, -2.0]
+    assert first_nonpositive(dots, steps) == 20
+    assert first_nonpositive(dots, steps, smoothing=0.5) == 50  # EMA: 5, 3.5, 1.5, 1.25, 0.125, −0.94
+    s_e = [2.0, 1.5, 1.2, 1.3, 1.4, 1.6]
+    c = compare_rule(steps, s_e, dots, smoothing=0.0)
+    assert c["min_step"] == 20 and c["raw"]["rule_step"] == 20 and c["raw"]["gap_steps"] == 0
+    assert c["raw"]["gap_loss"] == pytest.approx(0.0) and not c["min_at_end"]
+    assert first_nonpositive([1.0, 1.0], [0, 1]) is None
+
+
+def test_run_gaps_censoring():
+    steps = [0, 1, 2, 3]
+    late = compare_rule(steps, [2.0, 1.0, 1.5, 1.7], [1.0, 1.0, 1.0, 1.0], 0.0)  # min passed, never fired
+    assert run_gaps(late) == {"status": "late", "gap_steps": 2, "gap_nats": pytest.approx(0.7)}
+    early = compare_rule(steps, [2.0, 1.8, 1.7, 1.6], [1.0, -1.0, 1.0, 1.0], 0.0)  # fired, S_E still falling
+    assert run_gaps(early) == {"status": "early", "gap_steps": -2, "gap_nats": pytest.approx(0.2)}
+    none = compare_rule(steps, [2.0, 1.8, 1.7, 1.6], [1.0] * 4, 0.0)
+    assert run_gaps(none)["status"] == "none" and run_gaps(none)["gap_steps"] is None
+    ok = compare_rule(steps, [2.0, 1.0, 1.5, 1.7], [1.0, -1.0, -1.0, -1.0], 0.0)
+    assert run_gaps(ok) == {"status": "measured", "gap_steps": 0, "gap_nats": 0.0}
+
+
+def _iv(est, lo, hi, n=3):
+    return {"estimate": est, "low": lo, "high": hi, "level": 0.9, "n": n}
+
+
+def test_judge_regime_on_both_sides_of_the_thresholds():
+    tight, nats_ok = _iv(0.0, -0.5, 0.8), _iv(1e-4, 0.0, 2e-4)
+    assert judge_regime(tight, nats_ok, 1.0, 0.01) == ("holds", "firm")
+    assert judge_regime(_iv(0.0, -0.5, 0.8, n=2), nats_ok, 1.0, 0.01) == ("holds", "indicative")
+    # late beyond the band in steps, or above the tolerance in nats: does not hold
+    assert judge_regime(_iv(8.0, 3.0, 13.0), nats_ok, 1.0, 0.01)[0] == "does not hold"
+    assert judge_regime(_iv(-8.0, -13.0, -3.0), nats_ok, 1.0, 0.01)[0] == "does not hold"
+    assert judge_regime(tight, _iv(0.05, 0.02, 0.08), 1.0, 0.01)[0] == "does not hold"
+    # straddling a threshold: inconclusive, never firm
+    assert judge_regime(_iv(1.0, -0.5, 2.5), nats_ok, 1.0, 0.01) == ("inconclusive", "indicative")
+    assert judge_regime(tight, _iv(0.01, 0.0, 0.02), 1.0, 0.01) == ("inconclusive", "indicative")
+    # the same numbers with a wider tolerance flip to holds: the verdict follows the threshold
+    assert judge_regime(_iv(1.0, -0.5, 2.5), nats_ok, 3.0, 0.01)[0] == "holds"
+    # censored seeds: a late lower bound beyond the band still decides "does not hold", never "holds"
+    assert judge_regime(_iv(50.0, 40.0, 60.0), nats_ok, 1.0, 0.01, {"late": 1})[0] == "does not hold"
+    assert judge_regime(tight, nats_ok, 1.0, 0.01, {"late": 1})[0] == "inconclusive"
+    assert judge_regime(_iv(50.0, 40.0, 60.0), nats_ok, 1.0, 0.01, {"late": 1, "early": 1})[0] == "inconclusive"
+    assert judge_regime(None, None, 1.0, 0.01) == ("inconclusive", "indicative")
+
+
+def test_summarise_regime_intervals_and_counts():
+    def run(min_step, rule, s_min, s_rule):
+        cmp = {"min_step": min_step, "min_S_E": s_min, "final_step": 100, "final_S_E": 2.0, "min_at_end": False,
+               "raw": {"rule_step": rule, "S_E_at_rule": s_rule, "gap_steps": rule - min_step, "gap_loss": s_rule - s_min}}
+        return {"comparison": cmp, "gap": run_gaps(cmp)}
+
+    runs = [run(10, 12, 1.0, 1.1), run(20, 24, 1.0, 1.3), run(30, 36, 1.0, 1.2)]
+    s = summarise_regime(runs, 0.9)
+    assert s["counts"] == {"measured": 3, "late": 0, "early": 0, "none": 0}
+    from scipy import stats
+
+    gaps = np.array([2.0, 4.0, 6.0])
+    half = stats.t.ppf(0.95, 2) * gaps.std(ddof=1) / np.sqrt(3)
+    assert s["gap_steps"]["estimate"] == pytest.approx(4.0)
+    assert s["gap_steps"]["high"] - 4.0 == pytest.approx(half)
+    assert s["gap_nats"]["estimate"] == pytest.approx(0.2) and s["min_step"]["estimate"] == pytest.approx(20.0)
+
+
+def test_regime_grid_is_one_factor_at_a_time_around_the_baseline():
+    cfg = make_config(EarlyStopConfig, "default")
+    grid = regime_grid(cfg)
+    base = grid[0]
+    assert (base.optimizer, base.lr_fraction, base.batch_size, base.n_train) == ("gd", cfg.lr_fraction, None, cfg.n_train)
+    assert set(base.sweeps) == {"baseline", "step size", "batch size", "optimizer", "training-set size"}
+    assert len({r.key for r in grid}) == len(grid)  # each regime once
+    by = lambda sw: [r for r in grid if sw in r.sweeps]  # noqa: E731
+    assert len(by("step size")) >= 3 and max(r.lr_fraction for r in by("step size")) >= 0.9
+    assert min(r.lr_fraction for r in by("step size")) <= 0.02
+    assert sum(r.batch_size is not None for r in by("batch size")) >= 2
+    assert {r.optimizer for r in by("optimizer")} == {"gd", "momentum", "adam"}
+    sizes = [r.n_train for r in by("training-set size")]
+    assert min(sizes) <= 100 and max(sizes) >= 10_000
+    for r in grid:  # every other regime differs from the baseline in exactly one factor
+        diff = sum(a != b for a, b in ((r.optimizer, base.optimizer), (r.lr_fraction, base.lr_fraction),
+                                       (r.batch_size, base.batch_size), (r.n_train, base.n_train)))
+        assert diff <= 1 or (r.optimizer == "adam" and diff <= 1)
+
+
+# ----------------------------------------------------------------------------- the regime of the derivation
+
+
+def test_rule_fires_at_argmin_S_E_under_small_step_full_batch_gd():
+    """Full-batch GD, float64, small η, dot product on the full sets every step: |rule − argmin S_E| ≤ 1.
+
+    S_E is recomputed independently (a plain forward pass after every step), not taken from the callback.
+    """
+    from actionlab import train as T
+    from actionlab.models import TwoLayer
+
+    g = torch.Generator().manual_seed(3)
+    M, E, H, n = 3, 6, 16, 24
+    centres = 1.2 * torch.randn(M, E, generator=g, dtype=torch.float64)
+    y_tr, y_te = torch.arange(n) % M, torch.arange(300) % M
+    z_tr = centres[y_tr] + torch.randn(n, E, generator=g, dtype=torch.float64)
+    z_te = centres[y_te] + torch.randn(300, E, generator=g, dtype=torch.float64)
+    model = TwoLayer.glorot(M, H, E, activation="silu", generator=g, dtype=torch.float64)
+    rule = T.GradientAlignmentStop((z_tr, y_tr), (z_te, y_te), every=1, stop=False)
+    s_e: list[float] = []
+
+    class Watch:
+        def on_step_end(self, state):
+            with torch.no_grad():
+                s_e.append(float(torch.nn.functional.cross_entropy(state.model(z_te), y_te)))
+            return False
+
+    steps = 600  # argmin S_E at step 250
+    spec = T.TrainSpec(epochs=steps, max_steps=steps, batch_size=n, seed=0, eval_every=steps, progress=False)
+    T.Trainer(model, (z_tr, y_tr), optimizer=T.OptimizerSpec("sgd", lr=0.05), spec=spec,
+              callbacks=(rule, Watch())).run()
+    tr = rule.as_dict()
+    assert tr["step"] == list(range(steps + 1))
+    np.testing.assert_allclose(tr["S_E"][1:], s_e, rtol=1e-12)
+    k_min = int(np.argmin(tr["S_E"]))
+    assert 0 < k_min < steps - 50, "the problem must overfit within the budget"
+    k_rule = first_nonpositive(tr["dot"], tr["step"])
+    assert k_rule is not None and abs(k_rule - k_min) <= 1
+    # the first-order step: S_E(k+1) − S_E(k) = −η ∇S_E·∇S_T + O(η²); at η = 0.05 the O(η²) rest is < 10 %
+    # of the largest first-order change (about 7 % here, at the first step)
+    d_se = np.diff(tr["S_E"])
+    pred = -0.05 * np.array(tr["dot"][:-1])
+    assert np.max(np.abs(d_se - pred)) < 0.1 * np.max(np.abs(pred))
+
+
+# ----------------------------------------------------------------------------- the quick preset
+
+
+@pytest.mark.slow
+def test_early_stop_quick_regime_table(tmp_path):
+    exp = get_experiment("early-stop")
+    cfg = make_config(exp.config_cls, "quick", cache_dir=str(tmp_path / "cache"))
+    out = tmp_path / "early-stop"
+    res = exp.run(cfg, RunOptions(out=out, seed=0, preset="quick"))
+    payload = json.loads((out / "results.json").read_text())
+    assert {"early_stop_gaps.png", "early_stop_traces.png"} <= set(payload["figures"])
+    sweeps = {s for r in res.regimes for s in r["sweeps"]}
+    assert sweeps == {"baseline", "step size", "batch size", "optimizer", "training-set size"}
+    ids = {c["id"] for c in payload["claims"]}
+    assert "001.early-stop" in ids and all(f"001.early-stop.{r['key']}" in ids for r in res.regimes)
+    assert all(c["strength"] == "indicative" for c in payload["claims"])  # quick: never firm
+    base = next(r for r in res.regimes if r["key"] == res.baseline)
+    assert len(base["runs"]) == cfg.seeds and all(r["trace"]["step"][0] == 0 for r in base["runs"])
+    for r in base["runs"]:  # small-step full-batch GD: the raw rule at argmin S_E within the grid
+        assert r["gap"]["status"] == "measured" and abs(r["gap"]["gap_steps"]) <= 1
+        assert all(-1 - 1e-9 <= x <= 1 + 1e-9 for x in r["trace"]["cosine"])
+        assert r["lambda_max_init"] > 0 and r["eta"] == pytest.approx(cfg.lr_fraction * 2 / r["lambda_max_init"])
+    table = (out / "summary.md").read_text()
+    for r in res.regimes:
+        assert r["label"] in table
+
+
+def test_early_stop_config_refuses_nonsense():
+    from actionlab._checks import ValueCheckError
+
+    exp = get_experiment("early-stop")
+    for bad in ({"sizes": ()}, {"steps": 0}, {"lr_fraction": 0.0}, {"seeds": 1}, {"embedding": "x"},
+                {"batch_sizes": ()}, {"momentum": 1.0}, {"adam_lr": 0.0}):
+        with pytest.raises(ValueCheckError):
+            make_config(exp.config_cls, "quick", **bad)
