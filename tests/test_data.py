@@ -24,9 +24,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actionlab import data
+from actionlab.data import catalog as data_catalog
 from actionlab.data import download as data_download
 from actionlab.data import sources as data_sources
 from actionlab.data import splits as data_splits
+from actionlab.data import verify as data_verify
 from actionlab._checks import DataError, ShapeError, ValueCheckError
 from actionlab.cli import main
 
@@ -47,9 +49,12 @@ needs_shared = pytest.mark.skipif(SHARED is None, reason="../shared/data with Fa
 
 
 @pytest.fixture(autouse=True)
-def _no_env(monkeypatch):
-    """Each test starts without $ACTIONLAB_DATA so the lookup order is the documented default."""
+def _no_env(monkeypatch, tmp_path_factory):
+    """Each test starts without $ACTIONLAB_DATA so the lookup order is the documented default, with its own
+    $ACTIONLAB_CACHE (the verified-files cache of read-only folders) and no in-process record of verified files."""
     monkeypatch.delenv("ACTIONLAB_DATA", raising=False)
+    monkeypatch.setenv("ACTIONLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
+    data_verify.clear_memo()
 
 
 def _copy_test_files(dest: Path, name: str = "fashion-mnist", gz: bool = True) -> Path:
@@ -72,12 +77,16 @@ def _raw_idx(name: str, f: str) -> bytes:
 
 @needs_shared
 def test_fashion_mnist_real_files_shapes_counts_range():
+    # issue 15 item 5: the default "train" no longer contains the validation rows (it did: 60000 rows)
     tr = data.load("fashion-mnist", "train")
-    assert tr.z.shape == (60000, 784) and tr.z.dtype == torch.float32 and tr.labels.dtype == torch.long
-    assert tr.counts() == [6000] * 10  # README table: 6000 each
-    assert float(tr.z.min()) == 0.0 and float(tr.z.max()) == 1.0
-    assert tr.class_names[0] == "T-shirt/top" and tr.class_names[9] == "Ankle boot"
-    assert tr.info["found_via"] == "shared data folder" and tr.info["train_includes_validation"] is True
+    assert tr.z.shape == (50000, 784) and tr.z.dtype == torch.float32 and tr.labels.dtype == torch.long
+    assert tr.counts() == [5000] * 10  # 6000 each minus the stratified 1000 each of the validation split
+    assert tr.info["found_via"] == "shared data folder" and tr.info["train_includes_validation"] is False
+    full = data.load("fashion-mnist", "train", validation=0)  # no validation split: the whole official file
+    assert full.z.shape == (60000, 784) and full.z.dtype == torch.float32 and full.labels.dtype == torch.long
+    assert full.counts() == [6000] * 10  # README table: 6000 each
+    assert float(full.z.min()) == 0.0 and float(full.z.max()) == 1.0
+    assert full.class_names[0] == "T-shirt/top" and full.class_names[9] == "Ankle boot"
     te = data.load("fashion-mnist", "test")
     assert te.z.shape == (10000, 784) and te.counts() == [1000] * 10
     assert te.balance_report().is_balanced
@@ -90,8 +99,8 @@ def test_fashion_mnist_real_files_shapes_counts_range():
 def test_mnist_counts_and_rngd_split():
     te = data.load("mnist", "test")
     assert te.counts() == MNIST_TEST_COUNTS and len(te) == 10000
-    full = data.load("mnist", "train")
-    assert full.counts() == MNIST_TRAIN_COUNTS
+    full = data.load("mnist", "train", validation=0)  # issue 15 item 5: the default train is 50,000 now
+    assert full.counts() == MNIST_TRAIN_COUNTS and len(full) == 60000
     tr = data.load("mnist", "train", validation=10000)
     va = data.load("mnist", "validation", validation=10000)
     assert (len(tr), len(va)) == (50000, 10000)
@@ -101,8 +110,11 @@ def test_mnist_counts_and_rngd_split():
     # stratified: each class's validation share is within one sample of 1/6
     for c, n in enumerate(MNIST_TRAIN_COUNTS):
         assert abs(va.counts()[c] - n / 6) <= 1
-    # the default validation split is the same rows (same seed), and overlaps the full train split
+    # the default split is the same rows (same seed): train 50,000 / validation 10,000, disjoint
     assert torch.equal(data.load("mnist", "validation").indices, va.indices)
+    assert torch.equal(data.load("mnist", "train").indices, tr.indices)
+    with pytest.raises(ValueCheckError, match="validation = 0 leaves no validation split"):
+        data.load("mnist", "validation", validation=0)
     # a different seed gives a different validation set
     assert not torch.equal(data.load("mnist", "validation", validation=10000, seed=1).indices, va.indices)
 
@@ -419,7 +431,8 @@ def test_pool_fashion_mnist_196():
 # --------------------------------------------------------------------------- CIFAR-10 (fake batches)
 
 
-def _fake_cifar(root: Path, n_per_batch: int = 12, n_test: int = 10, seed: int = 0) -> dict:
+def _fake_cifar(root: Path, n_per_batch: int = 12, n_test: int = 10, seed: int = 0, monkeypatch=None) -> dict:
+    """Synthetic CIFAR-10 batches; with ``monkeypatch`` their md5s become the known ones (they pass the check)."""
     rng = np.random.default_rng(seed)
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
@@ -434,12 +447,15 @@ def _fake_cifar(root: Path, n_per_batch: int = 12, n_test: int = 10, seed: int =
     names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({b"label_names": names, b"num_cases_per_batch": n_per_batch, b"num_vis": 3072}, f, protocol=2)
+    if monkeypatch is not None:
+        for f in folder.iterdir():
+            monkeypatch.setitem(data_catalog.CIFAR_MD5, f.name, hashlib.md5(f.read_bytes()).hexdigest())
     return made
 
 
-def test_cifar10_fake_batches(tmp_path):
-    made = _fake_cifar(tmp_path)
-    tr = data.load("cifar10", "train", root=tmp_path)
+def test_cifar10_fake_batches(tmp_path, monkeypatch):
+    made = _fake_cifar(tmp_path, monkeypatch=monkeypatch)
+    tr = data.load("cifar10", "train", root=tmp_path, validation=0)  # all 60 rows (the default holds out 5000)
     x = np.concatenate([made[f"data_batch_{i}"][0] for i in range(1, 6)])
     y = sum((made[f"data_batch_{i}"][1] for i in range(1, 6)), [])
     assert tr.z.shape == (60, 3072) and torch.equal(tr.z, torch.from_numpy(x.astype(np.float32) / 255))
@@ -458,8 +474,8 @@ def test_cifar10_fake_batches(tmp_path):
     assert len(data.load("cifar10", "test", root=tmp_path / "cifar-10-batches-py")) == 10
 
 
-def test_cifar10_broken_batches(tmp_path):
-    _fake_cifar(tmp_path)
+def test_cifar10_broken_batches(tmp_path, monkeypatch):
+    _fake_cifar(tmp_path, monkeypatch=monkeypatch)
     folder = tmp_path / "cifar-10-batches-py"
     b3 = folder / "data_batch_3"
     good = b3.read_bytes()
@@ -556,7 +572,7 @@ def test_default_lookup_downloads_from_official_mirror_into_cache(tmp_path, monk
 
 def test_cifar_download_extracts_verified_archive(tmp_path, monkeypatch):
     src = tmp_path / "src"
-    made = _fake_cifar(src, n_per_batch=3, n_test=4)
+    made = _fake_cifar(src, n_per_batch=3, n_test=4, monkeypatch=monkeypatch)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
@@ -690,3 +706,224 @@ def test_streamed_pca_is_sklearn_pca():
     ref = PCA(4, svd_solver="full").fit(x.numpy())
     np.testing.assert_allclose(fit.apply(x).numpy(), ref.transform(x.numpy()), atol=1e-9)
     assert fit.explained_variance_ratio == pytest.approx(ref.explained_variance_ratio_.sum(), rel=1e-12)
+
+
+# --------------------------------------------------------------------------- issue 15: disjoint splits by default
+
+
+def _fake_idx(root: Path, name: str, n_train: int, n_test: int, monkeypatch, seed: int = 0) -> None:
+    """Synthetic IDX files (random images, balanced labels) under root/name/, registered as the known digests."""
+    rng = np.random.default_rng(seed)
+    folder = root / data_catalog.SUBDIRS[name][0]
+    folder.mkdir(parents=True, exist_ok=True)
+    for part, n in (("train", n_train), ("test", n_test)):
+        x = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        y = (np.arange(n) % 10).astype(np.uint8)
+        for key, payload in ((f"{part}_images", b"\0\0\x08\x03" + np.array([n, 28, 28], ">u4").tobytes() + x.tobytes()),
+                             (f"{part}_labels", b"\0\0\x08\x01" + np.array([n], ">u4").tobytes() + y.tobytes())):
+            fname, md5, _ = data_catalog.IDX_FILES[name][key]
+            gz = gzip.compress(payload, mtime=0)
+            (folder / fname).write_bytes(gz)
+            monkeypatch.setitem(data_catalog.IDX_FILES[name], key, (fname, md5, hashlib.sha256(gz).hexdigest()))
+            monkeypatch.setitem(data_catalog.IDX_CONTENT_SHA256[name], key, hashlib.sha256(payload).hexdigest())
+
+
+def _content_hashes(ds) -> list[bytes]:
+    z = ds.z.cpu().numpy()
+    return [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in z]
+
+
+def _assert_disjoint_by_default(name: str, root=None) -> dict:
+    parts = {s: data.load(name, s, root=root) for s in data.SPLITS}
+    hashes = {s: _content_hashes(d) for s, d in parts.items()}
+    for s, h in hashes.items():
+        assert len(set(h)) == len(h), f"{name} {s}: duplicate images inside the split"
+    for a, b in (("train", "validation"), ("train", "test"), ("validation", "test")):
+        assert not set(hashes[a]) & set(hashes[b]), f"{name}: {a} and {b} share images by default"
+    # train and validation come from the same source rows: their row indices are disjoint too
+    assert not set(parts["train"].indices.tolist()) & set(parts["validation"].indices.tolist())
+    assert all(d.info["train_includes_validation"] is False for s, d in parts.items() if s != "test")
+    return {s: len(d) for s, d in parts.items()}
+
+
+def test_digits_splits_disjoint_by_default():
+    assert _assert_disjoint_by_default("digits") == {"train": 1258, "validation": 180, "test": 359}
+
+
+@needs_shared
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_real_splits_disjoint_by_default(name):
+    # the official files: 50,000 / 10,000 / 10,000, pairwise disjoint by image content (measured: no image of
+    # either data set occurs twice in train + test, so content equality is row identity)
+    assert _assert_disjoint_by_default(name) == {"train": 50000, "validation": 10000, "test": 10000}
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10"])
+def test_synthetic_splits_disjoint_by_default(tmp_path, monkeypatch, name):
+    monkeypatch.setitem(data_catalog.DEFAULT_VALIDATION, name, 20)  # the default path, at a size the small files allow
+    if name == "cifar10":
+        _fake_cifar(tmp_path, n_per_batch=20, n_test=30, monkeypatch=monkeypatch)
+    else:
+        _fake_idx(tmp_path, name, 100, 30, monkeypatch)
+    assert _assert_disjoint_by_default(name, root=tmp_path) == {"train": 80, "validation": 20, "test": 30}
+
+
+def test_fitted_maps_of_validation_use_train_without_validation():
+    # the PCA of the validation split is fitted on "train", which no longer contains the validation rows
+    va = data.load("digits", "validation", reduce="pca", dim=5)
+    assert va.info["fitted_on"].endswith("(N = 1258)")
+
+
+# --------------------------------------------------------------------------- issue 15: files are what they claim
+
+
+def _flip_pixel_copy(dest: Path, gz: bool) -> Path:
+    """A copy of Fashion-MNIST's test files in dest with one pixel of image 0 changed; returns the changed file."""
+    _copy_test_files(dest, gz=gz)
+    img = dest / ("t10k-images-idx3-ubyte.gz" if gz else "t10k-images-idx3-ubyte")
+    raw = bytearray(gzip.decompress(img.read_bytes()) if gz else img.read_bytes())
+    raw[16 + 400] ^= 0x01  # one pixel, still a perfectly readable file
+    img.write_bytes(gzip.compress(bytes(raw), compresslevel=1) if gz else bytes(raw))
+    return img
+
+
+@needs_shared
+@pytest.mark.parametrize("gz", [False, True])
+def test_one_flipped_pixel_is_an_error_naming_the_file(tmp_path, gz):
+    img = _flip_pixel_copy(tmp_path, gz)
+    with pytest.raises(DataError) as e:
+        data.load("fashion-mnist", "test", root=tmp_path)
+    msg = str(e.value)
+    actual = hashlib.sha256(img.read_bytes()).hexdigest()
+    official = data_catalog.IDX_FILES["fashion-mnist"]["test_images"][2]
+    content = data_catalog.IDX_CONTENT_SHA256["fashion-mnist"]["test_images"]
+    assert str(img) in msg and actual in msg and official in msg and content in msg
+    assert "delete" in msg and "download" in msg and "verify=False" in msg
+    if gz:
+        assert "decompressed bytes have sha256" in msg
+    # verify=False uses the file as it is: exactly one value differs from the official data
+    ds = data.load("fashion-mnist", "test", root=tmp_path, verify=False)
+    ref = data.load("fashion-mnist", "test")
+    assert int((ds.z != ref.z).sum()) == 1 and ds.info["verified"] == "skipped (verify=False)"
+
+
+@needs_shared
+def test_recompressed_copy_with_official_content_is_accepted(tmp_path):
+    _copy_test_files(tmp_path)
+    img = tmp_path / "t10k-images-idx3-ubyte.gz"
+    img.write_bytes(gzip.compress(gzip.decompress(img.read_bytes()), compresslevel=1))
+    assert hashlib.sha256(img.read_bytes()).hexdigest() != data_catalog.IDX_FILES["fashion-mnist"]["test_images"][2]
+    ds = data.load("fashion-mnist", "test", root=tmp_path)
+    assert ds.info["verified"][0]["digest"] == data_catalog.IDX_CONTENT_SHA256["fashion-mnist"]["test_images"]
+
+
+@needs_shared
+def test_verification_is_cached_beside_the_file_and_redone_when_it_changes(tmp_path, monkeypatch):
+    _copy_test_files(tmp_path)
+    first = data.load("fashion-mnist", "test", root=tmp_path)
+    assert [c["checked"] for c in first.info["verified"]] == ["now", "now"]
+    cache = json.loads((tmp_path / data_verify.BESIDE).read_text())["files"]
+    img = tmp_path / "t10k-images-idx3-ubyte.gz"
+    st = img.stat()
+    assert cache[img.name] == {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "algo": "sha256",
+                               "digest": data_catalog.IDX_FILES["fashion-mnist"]["test_images"][2]}
+    # a new process (no memo) reads the cache and hashes nothing
+    data.clear_cache()
+    monkeypatch.setattr(data_verify, "_hash_file", lambda *a: pytest.fail("hashed a file whose check is cached"))
+    again = data.load("fashion-mnist", "test", root=tmp_path)
+    assert [c["checked"] for c in again.info["verified"]] == ["cached", "cached"]
+    monkeypatch.undo()
+    # the same size but another modification time: checked again (and a changed byte is caught)
+    data.clear_cache()
+    raw = bytearray(img.read_bytes())
+    raw[-9] ^= 0xFF  # inside the gzip trailer's CRC: same size, different bytes
+    img.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz"):
+        data.load("fashion-mnist", "test", root=tmp_path)
+
+
+@needs_shared
+def test_read_only_folder_caches_elsewhere_and_unwritable_caches_never_fail(tmp_path, monkeypatch):
+    ro = _copy_test_files(tmp_path / "ro")
+    ro.chmod(0o555)  # permission bits say read-only: never written, even by root
+    try:
+        ds = data.load("fashion-mnist", "test", root=ro)
+        assert not (ro / data_verify.BESIDE).exists()
+        fallback = data_verify.cache_file()
+        assert Path(ds.info["verified"][0]["cache"]) == fallback and str(Path.home()) not in str(fallback)
+        assert str((ro / "t10k-labels-idx1-ubyte.gz").resolve()) in json.loads(fallback.read_text())["files"]
+        # no cache can be written at all (the fallback lies below a file): still loads, checked each time
+        blocker = tmp_path / "a-file"
+        blocker.write_text("x")
+        monkeypatch.setenv("ACTIONLAB_CACHE", str(blocker / "cache"))
+        data.clear_cache()
+        ds2 = data.load("fashion-mnist", "test", root=ro)
+        assert len(ds2) == 10000 and ds2.info["verified"][0]["cache"] == ""
+    finally:
+        ro.chmod(0o755)
+
+
+@needs_shared
+def test_fall_through_from_actionlab_data_warns_naming_both_folders(tmp_path, monkeypatch):
+    env = tmp_path / "env"
+    env.mkdir()
+    monkeypatch.setenv("ACTIONLAB_DATA", str(env))
+    with pytest.warns(data.DataLookupWarning) as rec:
+        ds = data.load("fashion-mnist", "test")
+    msg = str(rec[0].message)
+    assert str(env) in msg and str(SHARED) in msg and ds.info["found_via"] == "shared data folder"
+    # found where $ACTIONLAB_DATA points: no warning
+    _copy_test_files(env)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", data.DataLookupWarning)
+        assert data.load("fashion-mnist", "test").info["found_via"] == "$ACTIONLAB_DATA"
+
+
+def test_synthetic_cifar_batch_with_a_flipped_byte_is_an_error(tmp_path, monkeypatch):
+    made = _fake_cifar(tmp_path, monkeypatch=monkeypatch)
+    b = tmp_path / "cifar-10-batches-py" / "test_batch"
+    x, y = made["test_batch"]
+    x = x.copy()
+    x[0, 100] ^= 0x01  # one pixel of image 0 differs from the batch whose md5 is the known one
+    with open(b, "wb") as f:
+        pickle.dump({b"batch_label": b"test_batch", b"labels": y, b"data": x,
+                     b"filenames": [b"img%d.png" % i for i in range(len(y))]}, f, protocol=2)
+    with pytest.raises(DataError, match=r"test_batch: md5 [0-9a-f]{32} is not the digest of the official CIFAR-10 test_batch"):
+        data.load("cifar10", "test", root=tmp_path)
+    assert len(data.load("cifar10", "test", root=tmp_path, verify=False)) == 10
+
+
+# --------------------------------------------------------------------------- issue 15 item 4: named errors at load()
+
+
+def test_load_device_seed_and_verify_errors_are_named():
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueCheckError, match=r"load\(device='cuda'\): .*no CUDA device is visible.*cpu"):
+            data.load("digits", device="cuda")
+    with pytest.raises(ValueCheckError, match=r"load\(device='tpu'\): unknown device"):
+        data.load("digits", device="tpu")
+    for bad in ("abc", 1.5, True, None):
+        with pytest.raises(ValueCheckError, match=r"seed must be an integer \(e\.g\. seed=0\)"):
+            data.load("digits", seed=bad)
+    with pytest.raises(ValueCheckError, match="verify must be True or False"):
+        data.load("digits", verify="yes")
+    assert data.load("digits", "test", device="cpu", seed=np.int64(3)).info["seed"] == 3
+
+
+def test_labels_as_list_uint8_or_numpy_are_accepted_where_labels_are_taken():
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 2])
+    kept, held = data_splits.stratified_holdout(y, 0.3, seed=1)
+    for other in (y.tolist(), y.to(torch.uint8), y.numpy().astype(np.int32)):
+        k2, h2 = data_splits.stratified_holdout(other, 0.3, seed=1)
+        assert torch.equal(k2, kept) and torch.equal(h2, held)
+        assert data.balance_report(other).counts == [3, 3, 4]
+    for bad, what in ((y.float(), "integer class indices"), ([0.5, 1.0], "integer class indices"),
+                      (y.bool(), "integer class indices"), ([[0, 1]], "1-D"), ([0, -1], "≥ 0")):
+        with pytest.raises(ValueCheckError, match=what):
+            data_splits.stratified_holdout(bad, 0.3, seed=1)
+    with pytest.raises(ValueCheckError, match=r"0..1 \(M = 2\)"):
+        data_splits.stratified_holdout([0, 1, 2], 0.3, seed=1, num_classes=2)
+    with pytest.raises(ValueCheckError, match="seed must be an integer"):
+        data_splits.stratified_holdout(y, 0.3, seed="abc")

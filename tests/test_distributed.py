@@ -2,7 +2,7 @@
 
 Every distributed result (world sizes 1, 2, 3; N = 7 inputs, shards 7 | 4+3 | 3+2+2) is compared in
 float64 with the one-process result on the union of the shards, to 1e-12 relative.
-The ranks run in tests/_dist.py's pool (spawned once for this file).
+The ranks run in tests/_dist.py's pool (spawned once per test session, shared with tests/test_distributed_*.py).
 """
 
 from __future__ import annotations
@@ -21,12 +21,6 @@ from actionlab.fisher import spectral as S
 
 N = 7
 RTOL = 1e-12
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _pool():
-    yield
-    _dist.shutdown()
 
 
 def _close(a, b, rtol=RTOL):

@@ -195,3 +195,28 @@ def test_early_stop_config_refuses_nonsense():
                 {"batch_sizes": ()}, {"momentum": 1.0}, {"adam_lr": 0.0}):
         with pytest.raises(ValueCheckError):
             make_config(exp.config_cls, "quick", **bad)
+
+
+def test_key_finding_sentence_reads_the_summary_claim():
+    from actionlab.experiments.early_stop import EarlyStopResult, overall_measured
+    from actionlab.report.findings import KEY_FINDINGS, finding_sentence
+
+    def reg(key, opt, f, bs, n, sweeps, verdict, gap):
+        return {"key": key, "label": key, "optimizer": opt, "lr_fraction": f, "batch_size": bs, "n_train": n,
+                "sweeps": sweeps, "verdict": verdict,
+                "summary": {"gap_steps": _iv(gap, gap - 1, gap + 1), "gap_nats": _iv(0.0, 0.0, 0.0)}}
+
+    res = EarlyStopResult(baseline="b", regimes=[
+        reg("b", "gd", 0.05, None, 300, ["baseline", "step size", "batch size", "optimizer"], "holds", 0.0),
+        reg("f2", "gd", 0.2, None, 300, ["step size"], "holds", 0.5),
+        reg("f5", "gd", 0.5, None, 300, ["step size"], "does not hold", 20.0),
+        reg("f9", "gd", 0.9, None, 300, ["step size"], "holds", 0.0),  # above a failing fraction: not counted
+        reg("m16", "gd", 0.05, 16, 300, ["batch size"], "does not hold", 9.0),
+        reg("adam", "adam", 0.05, None, 300, ["optimizer"], "does not hold", 60.0)])
+    m = overall_measured(res)
+    assert m["gd_holds_up_to_f"] == 0.2
+    assert m["minibatch"] == {"m16": "9.0 steps (does not hold)"} and "adam" in m["optimizer"]
+    claim = {"measured": m, "document_value": "rule step = argmin S_E", "verdict": "holds", "strength": "firm",
+             "claim": "c", "source": "001", "details": "", "evidence": {}}
+    text = finding_sentence(KEY_FINDINGS["001.early-stop"], claim, "run")
+    assert "holds up to η = 0.2·2/λ_max" in text and "m16" in text and text.startswith("Early stopping")

@@ -119,47 +119,41 @@ def test_member_path_that_is_a_file_is_reported_and_kept(tmp_path):
     assert (tmp_path / "demo").read_text() == "not a folder" and calls == []
 
 
-def _holder(folder) -> subprocess.Popen:
-    code = f"""
-        import time
-        from actionlab.runs import acquire_lock
-        lock = acquire_lock({str(folder)!r})
-        print("ready", flush=True)
-        time.sleep(120)
-    """
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    return proc
+def _lock_of(pid: int) -> str:
+    return json.dumps({"pid": pid, "hostname": socket.gethostname(), "started": "2026-01-01T00:00:00+00:00",
+                       "proc_start": None})
 
 
 def test_live_member_and_live_study_are_left_alone(tmp_path):
-    """A member folder locked by a live process is not treated as interrupted; a locked study folder refuses."""
+    """A member folder locked by a live process is not treated as interrupted; a locked study folder refuses.
+
+    The live holder is this test's parent process (alive, not us); a dead one is a finished child's pid.
+    """
     calls: list = []
     folder = tmp_path / "demo"
     folder.mkdir()
     (folder / "RUNNING").write_text("being written by someone else")
     (folder / "partial.npy").write_bytes(b"theirs")
     (folder / MANIFEST).write_text(json.dumps(["partial.npy"]))
-    proc = _holder(folder)
-    try:
-        s, lines = study(tmp_path, calls, "demo", "other")
-        e = s.entry("demo")
-        assert e.status == "busy" and f"pid {proc.pid}" in e.note and calls == ["other"]
-        assert (folder / "partial.npy").read_bytes() == b"theirs" and (folder / "RUNNING").exists()
-        assert s.busy == [e]
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    # the holder is dead: now it is an interrupted member, restarted
+    (folder / LOCK).write_text(_lock_of(os.getppid()))
+    s, lines = study(tmp_path, calls, "demo", "other")
+    e = s.entry("demo")
+    assert e.status == "busy" and f"pid {os.getppid()}" in e.note and calls == ["other"]
+    assert (folder / "partial.npy").read_bytes() == b"theirs" and (folder / "RUNNING").exists()
+    assert s.busy == [e] and any("left alone" in ln for ln in lines)
+    # the holder is dead: now it is an interrupted member, restarted (its own files cleared)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / LOCK).write_text(_lock_of(dead.pid))
     s, _ = study(tmp_path, calls, "demo", "other")
     assert s.entry("demo").status == "done" and not (folder / LOCK).exists()
+    assert not (folder / "partial.npy").exists()
     # a second study on a study folder another live process holds (here: our parent, alive) fails at once
-    (tmp_path / LOCK).write_text(json.dumps({"pid": os.getppid(), "hostname": socket.gethostname(),
-                                             "started": "2026-01-01T00:00:00+00:00", "proc_start": None}))
+    (tmp_path / LOCK).write_text(_lock_of(os.getppid()))
     try:
         with pytest.raises(FolderInUseError, match=rf"in use by pid {os.getppid()} \(started 2026-01-01"):
             study(tmp_path, calls)
-        assert calls == ["other", "demo", "other"]  # the refused study ran nothing
+        assert calls == ["other", "demo"]  # the refused study ran nothing
     finally:
         (tmp_path / LOCK).unlink()
 

@@ -1,4 +1,4 @@
-"""The θ* experiments (j-stats, theta-star, embedding-dim, scaling, conjecture, early-stop) and their helpers.
+"""The θ* experiments (j-stats, theta-star, embedding-dim, conjecture, early-stop; scaling: tests/test_scaling.py) and their helpers.
 
 Helpers are checked against independent computations; the experiments' quick presets (marked slow) are
 checked for structure and for properties that must hold (named terms summing to the exact S_n, the
@@ -19,7 +19,6 @@ from actionlab.experiments import get_experiment, make_config
 from actionlab.experiments._trained import dominance, gaussianity, looks_gaussian_centred
 from actionlab.experiments.conjecture import radius_estimate
 from actionlab.experiments.j_stats import range_matches
-from actionlab.experiments.scaling import fit_power_law, power_law, power_law_appears
 from actionlab.experiments.theta_star import rank_tensors
 
 # ----------------------------------------------------------------------------- helpers
@@ -79,32 +78,6 @@ def test_range_matches():
     assert not range_matches(-0.5, 0.5) and not range_matches(-0.1, 0.2)
 
 
-def test_power_law_fit_recovers_a_known_law():
-    rng = np.random.default_rng(0)
-    H = np.array([8, 16, 32, 64, 128, 256, 512, 1024], float)
-    truth = (3.0, 0.6, 0.25)
-    per_seed = power_law(H, *truth) + rng.normal(0, 0.003, (4, len(H)))
-    mean, sem = per_seed.mean(0), per_seed.std(0, ddof=1) / 2
-    fit = fit_power_law(H, mean, sem, per_seed=per_seed, n_boot=100)
-    assert fit.converged
-    assert fit.alpha == pytest.approx(truth[1], abs=max(3 * fit.alpha_err, 0.05))
-    assert fit.l_inf == pytest.approx(truth[2], abs=max(3 * fit.l_inf_err, 0.02))
-    assert fit.a == pytest.approx(truth[0], rel=0.2)
-    assert fit.r2 > 0.999 and fit.chi2_per_dof < 5
-    lo, hi = fit.alpha_bootstrap
-    assert lo <= fit.alpha <= hi
-    assert power_law_appears(fit, float(mean.max() - mean.min()), 0.003)
-
-
-def test_power_law_not_claimed_on_flat_noise():
-    rng = np.random.default_rng(1)
-    H = np.array([8, 16, 32, 64, 128, 256], float)
-    per_seed = 0.5 + rng.normal(0, 0.01, (3, len(H)))
-    mean = per_seed.mean(0)
-    fit = fit_power_law(H, mean, per_seed.std(0, ddof=1) / math.sqrt(3), per_seed=per_seed, n_boot=50)
-    assert not power_law_appears(fit, float(mean.max() - mean.min()), float(per_seed.std(0, ddof=1).mean()))
-
-
 def test_radius_estimate_of_a_geometric_series():
     assert radius_estimate([2.0**k for k in range(12)]) == pytest.approx(0.5)
     assert radius_estimate([0.0] * 5) == math.inf
@@ -148,8 +121,19 @@ def test_theta_star_quick_terms_sum_to_the_exact_series(tmp_path, cache_dir):
     assert set(a["stats"]) == {"J", "UW", "J*UW", "J3", "UWW", "J3*UWW"}
     assert a["stats"]["J"]["mean"] == pytest.approx(0.0, abs=1e-9)  # Σ_α J_αγ = 0 for balanced data
     assert payload["config"]["embedding"] == "learned"
-    assert {"hist_rank2.png", "hist_rank3.png", "terms.png"} <= set(payload["figures"])
+    assert {"hist_rank2.png", "hist_rank3.png", "terms.png", "radius.png"} <= set(payload["figures"])
     assert 0 < a["S_exact"] < math.log(10)
+    # two independent seeds, intervals across them; every claim has an id, evidence and (quick) indicative strength
+    assert [r["seed"] for r in res.per_seed] == [0, 1] and res.across_seeds["share_S2[U·W]"]["n"] == 2
+    ids = {c["id"] for c in payload["claims"]}
+    assert {"001.s2-dominance", "001.s3-dominance", "001.jfold-negative", "001.j-gaussian"} <= ids
+    assert all(c["evidence"] and c["strength"] == "indicative" for c in payload["claims"])
+    # the radius: root test and activation bound; t = r/2 lies inside, where S_0..S_K reproduce S(tθ*)
+    path = a["path"]
+    assert path["radius"]["radius"] <= path["radius"]["activation_bound"]
+    h = path["at_half_radius"]
+    assert h["t"] == pytest.approx(path["radius"]["radius"] / 2)
+    assert h["truncation_error_PK"] < 0.05 and h["truncation_error_PK"] < path["at_one"]["truncation_error_PK"]
 
 
 @pytest.mark.slow
@@ -180,17 +164,8 @@ def test_j_stats_quick(tmp_path, cache_dir):
     raw = next(r for r in res.rows if r["split"] == "train" and r["standardize"] == "none" and r["embedding"] == "raw")
     assert -1.0 <= raw["J2"]["min"] < 0 < raw["J2"]["max"] <= 1.0  # pixels in [0, 1]
     assert payload["claims"][0]["verdict"] in ("holds", "does not hold")
-
-
-@pytest.mark.slow
-def test_scaling_quick(tmp_path, cache_dir):
-    res, payload = _run("scaling", tmp_path, cache_dir)
-    for E in res.dims:
-        L = np.array(res.losses[str(E)])
-        assert L.shape == (2, len(res.hiddens)) and np.all(L > 0)
-        assert len(res.num_params[str(E)]) == len(res.hiddens)
-        assert str(E) in res.fits and isinstance(res.power_law[str(E)], bool)
-    assert "scaling_loglog.png" in payload["figures"]
+    assert [c["id"] for c in payload["claims"]] == ["001.j-range", "001.j-range-over-2M"]
+    assert payload["claims"][0]["evidence"]["threshold"] == 0.25
 
 
 @pytest.mark.slow
@@ -202,22 +177,14 @@ def test_embedding_dim_quick(tmp_path, cache_dir):
         assert r["subterms"]["U·W·W"] == 10 * r["H"] * r["E"] ** 2
         total = sum(v for k, v in r["terms"].items() if k in ("c·c", "U·W", "U·b"))
         assert total == pytest.approx(r["S_n"][2], rel=1e-8, abs=1e-12)
-
-
-def test_scaling_figure_log_axis_survives_zero_l_inf():
-    from actionlab.experiments.scaling import PowerLawFit, ScalingConfig, ScalingResult, _figure
-
-    hs = [8, 16, 32, 64]
-    loss = [2.0 * h ** -0.5 for h in hs]  # an exact power law with L∞ = 0
-    res = ScalingResult([4], hs, losses={"4": [loss, loss]}, power_law={"4": True})
-    res.fits["4"] = PowerLawFit(2.0, 0.5, 0.0, 0.1, 0.01, 0.0, 0.0, 2, 0.0, 1.0, 0.0)
-    figs = {}
-    _figure(type("RF", (), {"save_figure": lambda self, fig, name: figs.setdefault(name, fig)})(), res, ScalingConfig())
-    ax = figs["scaling_loglog"].axes[0]
-    lo, hi = ax.get_ylim()
-    assert 0 < lo < min(loss) and max(loss) < hi < 10 * max(loss)  # the measured losses fill the axis
-    assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title() and ax.get_legend() is not None
-    assert "L∞" not in [t.get_text() for t in ax.get_legend().get_texts()]  # no L∞ line at 0 on a log axis
+    assert {r["seed"] for r in res.rows} == {0, 1}
+    for kind in ("learned", "pca"):
+        t = res.trends[f"{kind}/S3"]
+        assert t["dims"] == sorted(t["dims"]) and len(t["per_E"]) == len(t["dims"]) >= 3
+        assert t["slope95"]["low"] <= t["slope95"]["estimate"] <= t["slope95"]["high"]
+    claims = {c["id"]: c for c in payload["claims"]}
+    assert {"001.dominance-vs-E", "001.dominance-vs-E-pca"} <= set(claims)
+    assert claims["001.dominance-vs-E"]["strength"] == "indicative" and claims["001.dominance-vs-E"]["evidence"]
 
 
 def test_histogram_figure_uses_auto_bins_and_labels_axes():

@@ -73,16 +73,16 @@ COMMANDS: dict[str, Command] = {
                           "histogram J, U·W and products (note 001 §2.3–2.4)", True),
     "embedding-dim": Command("actionlab.experiments.embedding_dim", "share of U·W in S_2(θ*) and U·W·W in S_3(θ*) "
                              "against the embedding dimension E (note 001 §2.4)", True),
-    "scaling": Command("actionlab.experiments.scaling", "test loss against model size H for several embedding widths "
-                       "E; power-law fits (note 001)", True),
+    "scaling": Command("actionlab.experiments.scaling", "the notes' scaling script over seeds and embedding widths E: "
+                       "test loss against parameter count, α(E) with intervals, model comparison (note 001)", True),
     "conjecture": Command("actionlab.experiments.conjecture", "the notes' all-orders series at θ* and along 0 → θ* "
                           "against the exact S (notes §2.5)", True),
     "early-stop": Command("actionlab.experiments.early_stop", "the §3 rule ∇S_T·∇S_E ≤ 0 against argmin S_E: "
                           "gradient-flow GD, then step size, batch size, optimizer and training-set size (notes §3)", True),
     "fim-spectrum": Command("actionlab.experiments.fim_spectrum", "FIM eigenvalue statistics m_λ, s_λ, λ_max of random "
                             "MLPs against mean-field theory (004)", True),
-    "lr-bound": Command("actionlab.experiments.lr_bound", "training loss after one epoch over widths × learning rates "
-                        "against η_c = 2(1+μ)/λ_max (004)", True),
+    "lr-bound": Command("actionlab.experiments.lr_bound", "critical learning rate r* = η*/(2(1+μ)/λ_max) of heavy-ball "
+                        "GD at a minimum (004 Lemma 6), and the one-epoch colour map at initialisation", True),
     "rfim-check": Command("actionlab.experiments.rfim_check", "003 table 1 RFIM closed forms against the definition; "
                           "rank of g^y(w) against the number of samples", True),
     "rngd-mnist": Command("actionlab.experiments.rngd_mnist", "RNGD against SGD and Adam on MNIST MLPs (003 section 4, "

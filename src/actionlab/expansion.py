@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 import torch
 
 from actionlab import activations as _act
+from actionlab import distributed as _D
 from actionlab import series as _S
 from actionlab.models import TwoLayerShapes, check_two_layer
 from actionlab._checks import (ShapeError, ValueCheckError, check_float, check_labels, check_matrix, check_nonempty,
@@ -238,6 +239,44 @@ def _batch_size(batch_size, N, H, K, itemsize, at_zero: bool = True) -> int:
     return max(1, min(N, (DEFAULT_BATCH_BYTES // 4) // max(1, per_row)))
 
 
+def _checked(group, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` (the local input checks); with a group a failure on any rank raises on every rank."""
+    if group is None:
+        return fn(*args, **kwargs)
+    out, err = None, None
+    try:
+        out = fn(*args, **kwargs)
+    except (ShapeError, ValueCheckError) as e:  # the checks' errors; re-raised on every rank below
+        err = e
+    _D.raise_together(err, group)
+    return out
+
+
+def _same_params(p: Params, group, base: Params | None = None) -> None:
+    """With a group: θ (and the base point) must be the same on every rank (raises on every rank if not)."""
+    if not _D.is_distributed(group):
+        return
+    parts = [p] if base is None else [p, base]
+    flat = torch.cat([t.detach().reshape(-1).to(torch.float64) for q in parts for t in (q.U, q.c, q.W, q.b)])
+    _D.check_same(flat, group, "the parameters θ (U, c, W, b) or the base point")
+
+
+def _sum_over_ranks(local: torch.Tensor, n_local: int, group) -> tuple[torch.Tensor, int]:
+    """(Σ_r local_r, Σ_r n_r) over the group by one all-reduce (docs/distributed.md: the one rule).
+
+    The sum carries the gradient of this rank's own term only (value Σ_r local_r, derivative that of
+    local_r): sum the gradients over the ranks, as DistributedDataParallel does.
+    """
+    if not _D.is_distributed(group):
+        return local, int(n_local)
+    n = torch.tensor([float(n_local)], dtype=local.dtype, device=local.device)
+    tot = _D.all_reduce_sum(torch.cat([local.detach().reshape(-1), n]), group)
+    glob = tot[:-1].reshape(local.shape)
+    if local.requires_grad:
+        glob = glob + (local - local.detach())
+    return glob, int(round(float(tot[-1])))
+
+
 def _progress(iterable, total, enabled, desc):
     if enabled is False:
         return iterable
@@ -308,6 +347,7 @@ def action_series(
     activation=None,
     batch_size: int | None = None,
     progress: bool | None = False,
+    group=None,
 ) -> torch.Tensor:
     """The exact Taylor coefficients [S_0, …, S_K] of t ↦ S(base + tθ) (notes eq. 3).
 
@@ -323,6 +363,10 @@ def action_series(
         a base carrying another activation than ``params`` is refused
         (ValueCheckError); a bare tuple base takes ``params``' activation.
     batch_size : samples per batch (default: sized to ~128 MiB of work space).
+    group : a ``torch.distributed`` ProcessGroup or None (this process alone): each rank
+        passes its shard of (z, labels) and gets the coefficients over the union
+        (docs/distributed.md); one all-reduce of K + 2 numbers. θ and base must be the same
+        on every rank; the gradient is this rank's share (sum it over the ranks).
 
     Returns a 1-D tensor of length K+1 in the promoted dtype of θ and z
     (float64 in, float64 out), differentiable with respect to θ. float16 and
@@ -342,7 +386,8 @@ def action_series(
     """
     if not isinstance(order, int) or order < 0:
         raise ValueCheckError(f"order must be a non-negative int, got {order!r}")
-    p, z, labels, base = _prepare(params, z, labels, activation, base)
+    p, z, labels, base = _checked(group, _prepare, params, z, labels, activation, base)
+    _same_params(p, group, base)
     K = order
     N = z.shape[0]
     bs = _batch_size(batch_size, N, p.H, K, z.element_size(), at_zero=base is None)
@@ -355,12 +400,17 @@ def action_series(
         L = _S.logsumexp(f, dim=1)  # (B, K+1)
         fm = f.gather(1, lab.view(-1, 1, 1).expand(-1, 1, K + 1)).squeeze(1)
         total = total + (L - fm).sum(0).to(torch.float64)
+    total, N = _sum_over_ranks(total, N, group)
     return (total / N).to(z.dtype)
 
 
-def action_exact(params, z, labels, *, activation=None, batch_size: int | None = None) -> torch.Tensor:
-    """S(θ) itself (eq. 2), streamed in batches — the value the partial sums approach."""
-    p, z, labels, _ = _prepare(params, z, labels, activation)
+def action_exact(params, z, labels, *, activation=None, batch_size: int | None = None, group=None) -> torch.Tensor:
+    """S(θ) itself (eq. 2), streamed in batches — the value the partial sums approach.
+
+    ``group``: each rank passes its shard and gets S over the union (one all-reduce of 2 numbers).
+    """
+    p, z, labels, _ = _checked(group, _prepare, params, z, labels, activation)
+    _same_params(p, group)
     N = z.shape[0]
     bs = batch_size or max(1, min(N, DEFAULT_BATCH_BYTES // max(1, 2 * p.H * z.element_size())))
     total = torch.zeros((), dtype=torch.float64, device=z.device)
@@ -368,6 +418,7 @@ def action_exact(params, z, labels, *, activation=None, batch_size: int | None =
         zb = z[s : s + bs]
         logits = p.activation(zb @ p.W.T + p.b) @ p.U.T + p.c
         total = total + torch.nn.functional.cross_entropy(logits, labels[s : s + bs], reduction="sum").to(torch.float64)
+    total, N = _sum_over_ranks(total, N, group)
     return (total / N).to(z.dtype)
 
 
@@ -406,17 +457,23 @@ def kink_radius(params, z: torch.Tensor, base=None, *, activation=None) -> float
 # ---------------------------------------------------------------------------------------
 
 
-def class_frequencies(labels: torch.Tensor, num_classes: int, dtype=torch.float64) -> torch.Tensor:
-    """p(α) = n_α / N."""
-    check_labels(labels, num_classes)
-    return torch.bincount(labels, minlength=num_classes).to(dtype) / labels.shape[0]
+def class_frequencies(labels: torch.Tensor, num_classes: int, dtype=torch.float64, *, group=None) -> torch.Tensor:
+    """p(α) = n_α / N (with ``group``: the counts and N of the union of the ranks' shards)."""
+    _checked(group, check_labels, labels, num_classes)
+    counts = torch.bincount(labels, minlength=num_classes).to(dtype)
+    counts, N = _sum_over_ranks(counts, labels.shape[0], group)
+    return counts / N
 
 
-def _class_diff(z, labels, M, feature, batch_size, weighted: bool):
+def _class_diff(z, labels, M, feature, batch_size, weighted: bool, group=None):
     """For a per-sample feature g(z) (B × H), the M × H matrix
 
     weighted=False: E_p[g] − E_{p(z|α)}[g]                 (J_α[g], needs every class present)
     weighted=True : E_p[g] − M·p(α)·E_{p(z|α)}[g] = (1/N)(Σ_i g_i − M Σ_{i∈α} g_i)   (J̃_α[g])
+
+    With ``group`` the streamed sums Σ_i g_i (H), Σ_{i∈α} g_i (M × H), the class counts n_α (M)
+    and N are added over the ranks by one all-reduce before the division, so classes spread
+    unevenly over the ranks give the union's class-conditional moments exactly.
     """
     N = z.shape[0]
     tot = None
@@ -427,9 +484,13 @@ def _class_diff(z, labels, M, feature, batch_size, weighted: bool):
         ts, ps = g.sum(0), oh.T @ g
         tot = ts if tot is None else tot + ts
         per = ps if per is None else per + ps
+    counts = torch.bincount(labels, minlength=M).to(per.dtype)
+    if _D.is_distributed(group):
+        H = tot.shape[0]
+        flat, N = _sum_over_ranks(torch.cat([tot, per.reshape(-1), counts]), N, group)
+        tot, per, counts = flat[:H], flat[H : H + M * H].reshape(M, H), flat[H + M * H :]
     if weighted:
         return (tot.unsqueeze(0) - M * per) / N
-    counts = torch.bincount(labels, minlength=M).to(per.dtype)
     if bool((counts == 0).any()):
         empty = [int(i) for i in (counts == 0).nonzero().flatten()]
         raise ValueCheckError(
@@ -447,6 +508,7 @@ def j_tensor(
     class_weighted: bool = False,
     max_bytes: int = 1 << 30,
     batch_size: int | None = None,
+    group=None,
 ) -> torch.Tensor:
     """J_{αγ1…γn} = E_p[z_γ1⋯z_γn] − E_{p(z|α)}[z_γ1⋯z_γn] (notes eq. 6, §2.4, §2.5), shape M × E × … × E.
 
@@ -454,16 +516,21 @@ def j_tensor(
     that enters the exact expansion for unbalanced data (equal to J when
     p(α) = 1/M). Refuses (ValueCheckError) when M·Eⁿ entries exceed
     ``max_bytes``; use :func:`j_contract` for the contraction with U, W without
-    materialising J.
+    materialising J. ``group``: each rank passes its shard and gets the union's J
+    (one all-reduce of the sums, the class counts and N; without ``num_classes``,
+    M is the union's largest label + 1).
     """
-    check_matrix(z, "z")
-    check_nonempty(z, "z")
-    check_labels(labels, num_classes)
-    check_same_length(z, labels, "z", "labels")
-    if not isinstance(n, int) or n < 1:
-        raise ValueCheckError(f"n must be an int ≥ 1, got {n!r}")
-    M = int(num_classes) if num_classes is not None else int(labels.max()) + 1
-    check_labels(labels, M)
+    def local_checks():
+        check_matrix(z, "z")
+        check_nonempty(z, "z")
+        check_labels(labels, num_classes)
+        check_same_length(z, labels, "z", "labels")
+        if not isinstance(n, int) or n < 1:
+            raise ValueCheckError(f"n must be an int ≥ 1, got {n!r}")
+
+    _checked(group, local_checks)
+    M = int(num_classes) if num_classes is not None else int(_D.all_reduce_max(float(labels.max()), group)) + 1
+    _checked(group, check_labels, labels, M)
     E = z.shape[1]
     need = M * E**n * z.element_size()
     if need > max_bytes:
@@ -480,7 +547,7 @@ def j_tensor(
             x = (x.unsqueeze(-1) * zb.unsqueeze(1)).reshape(zb.shape[0], -1)
         return x
 
-    J = _class_diff(z, labels, M, outer, bs, class_weighted)
+    J = _class_diff(z, labels, M, outer, bs, class_weighted, group)
     return J.reshape((M,) + (E,) * n)
 
 
@@ -495,26 +562,35 @@ def j_contract(
     weights: torch.Tensor | None = None,
     class_weighted: bool = False,
     batch_size: int | None = None,
+    group=None,
 ) -> torch.Tensor:
     """Σ_{α,γ1…γn} J_{αγ1…γn} Σ_β U_αβ W_βγ1⋯W_βγn without materialising J, in one pass over the data.
 
     Uses Σ_γ… J_{αγ…} W_βγ1⋯W_βγn = E_p[(W z)_β^n] − E_{p(z|α)}[(W z)_β^n].
     Options: ``b`` replaces (W z)_β by (W z + b)_β; ``weights`` (H) multiplies
     the β-sum by v_β (e.g. b_β for the U·W·b term of S_3); ``class_weighted``
-    uses J̃ (see :func:`j_tensor`). Returns a 0-d tensor.
+    uses J̃ (see :func:`j_tensor`). Returns a 0-d tensor. ``group``: each rank passes its
+    shard and gets the union's contraction (one all-reduce of M·H + H + M + 1 numbers);
+    U, W (b, weights) must be the same on every rank; the gradient is this rank's share.
     """
-    check_matrix(z, "z")
-    check_nonempty(z, "z")
-    check_labels(labels, None)
-    check_same_length(z, labels, "z", "labels")
-    if not isinstance(n, int) or n < 0:
-        raise ValueCheckError(f"n must be an int ≥ 0, got {n!r}")
-    if U.dim() != 2 or W.dim() != 2 or U.shape[1] != W.shape[0] or W.shape[1] != z.shape[1]:
-        raise ShapeError(
-            f"need U (M×H), W (H×E) with E = z.shape[1] = {z.shape[1]}; got U {tuple(U.shape)}, W {tuple(W.shape)}"
-        )
+    def local_checks():
+        check_matrix(z, "z")
+        check_nonempty(z, "z")
+        check_labels(labels, None)
+        check_same_length(z, labels, "z", "labels")
+        if not isinstance(n, int) or n < 0:
+            raise ValueCheckError(f"n must be an int ≥ 0, got {n!r}")
+        if U.dim() != 2 or W.dim() != 2 or U.shape[1] != W.shape[0] or W.shape[1] != z.shape[1]:
+            raise ShapeError(
+                f"need U (M×H), W (H×E) with E = z.shape[1] = {z.shape[1]}; got U {tuple(U.shape)}, W {tuple(W.shape)}"
+            )
+        check_labels(labels, U.shape[0])
+
+    _checked(group, local_checks)
+    if _D.is_distributed(group):
+        same = [t.detach().reshape(-1).to(torch.float64) for t in (U, W, b, weights) if t is not None]
+        _D.check_same(torch.cat(same), group, "U, W (and b, weights)")
     M = U.shape[0]
-    check_labels(labels, M)
     dtype = torch.promote_types(U.dtype, z.dtype)
     z, U, W = z.to(dtype), U.to(dtype=dtype, device=z.device), W.to(dtype=dtype, device=z.device)
     bb = None if b is None else b.to(dtype=dtype, device=z.device)
@@ -526,7 +602,7 @@ def j_contract(
             a = a + bb
         return a**n
 
-    D = _class_diff(z, labels, M, feat, bs, class_weighted)  # M × H
+    D = _class_diff(z, labels, M, feat, bs, class_weighted, group)  # M × H
     V = U if weights is None else U * weights.to(dtype=dtype, device=z.device)
     return (V * D).sum()
 
@@ -613,7 +689,7 @@ def _check_terms_activation(act: _act.Activation, *, need_zero_at_origin: bool =
 
 
 def terms(params, z: torch.Tensor, labels: torch.Tensor, *, activation=None, exact: bool = True,
-          batch_size: int | None = None) -> Terms:
+          batch_size: int | None = None, group=None) -> Terms:
     """S_2 and S_3 at θ = 0 split into the notes' named terms, with the coefficients derived here.
 
     Requires σ(0) = 0 and σ analytic at 0 (silu, gelu, tanh, erf, linear).
@@ -624,21 +700,25 @@ def terms(params, z: torch.Tensor, labels: torch.Tensor, *, activation=None, exa
     (``j_tensor(..., class_weighted=True)``), which equals the notes' J when
     p(α) = 1/M; the sums stay exact either way. With
     ``exact=True`` also runs :func:`action_series` to order 3 for comparison.
+    ``group``: each rank passes its shard and gets the terms of the union (the class
+    frequencies, the class sums of W z and (W z)², the mean of z: a few all-reduces).
     """
-    p, z, labels, _ = _prepare(params, z, labels, activation)
+    p, z, labels, _ = _checked(group, _prepare, params, z, labels, activation)
+    _same_params(p, group)
     _check_terms_activation(p.activation)
     M, H, E = p.M, p.H, p.E
     tau = p.activation.taylor(2)
     s1, s2 = tau[1], 2.0 * tau[2]  # σ'(0), σ''(0)
     dt = z.dtype
-    pa = class_frequencies(labels, M, dtype=dt).to(z.device)
+    pa = class_frequencies(labels, M, dtype=dt, group=group).to(z.device)
     pdiff = 1.0 / M - pa  # 1/M − p(α)
     balanced = bool(torch.allclose(pa, torch.full_like(pa, 1.0 / M), rtol=0, atol=1e-12))
     U, c, W, b = p.U, p.c, p.W, p.b
     bs = batch_size or max(1, min(z.shape[0], DEFAULT_BATCH_BYTES // max(1, 2 * H * z.element_size())))
-    D1 = _class_diff(z, labels, M, lambda zb: zb @ W.T, bs, True) / M  # D_α[(Wz)_β] = J̃/M
-    D2 = _class_diff(z, labels, M, lambda zb: (zb @ W.T) ** 2, bs, True) / M
-    Z = z.mean(0)
+    D1 = _class_diff(z, labels, M, lambda zb: zb @ W.T, bs, True, group) / M  # D_α[(Wz)_β] = J̃/M
+    D2 = _class_diff(z, labels, M, lambda zb: (zb @ W.T) ** 2, bs, True, group) / M
+    Zsum, Nz = _sum_over_ranks(z.sum(0), z.shape[0], group)
+    Z = Zsum / Nz
     Ub = U @ b
     UWZ = U @ (W @ Z)
 
@@ -679,7 +759,7 @@ def terms(params, z: torch.Tensor, labels: torch.Tensor, *, activation=None, exa
     S3 = sum(t.value for t in T if t.order == 3)
     e2 = e3 = None
     if exact:
-        ser = action_series(p, z, labels, 3, batch_size=batch_size)
+        ser = action_series(p, z, labels, 3, batch_size=batch_size, group=group)
         e2, e3 = float(ser[2]), float(ser[3])
     return Terms(S0=math.log(M), S1=S1, S2=S2, S3=S3, exact_S2=e2, exact_S3=e3, terms=T, balanced=balanced,
                  activation=p.activation.name, M=M, H=H, E=E)
@@ -738,25 +818,27 @@ class LeadingSeries:
     balanced: bool
 
 
-def leading_series(params, z, labels, n_max: int, *, activation=None, batch_size: int | None = None) -> LeadingSeries:
+def leading_series(params, z, labels, n_max: int, *, activation=None, batch_size: int | None = None,
+                   group=None) -> LeadingSeries:
     """The notes' conjectured all-orders series at θ (b and c enter only through the exact S).
 
     ln M + Σ_{n ≤ n_max} κ_n Σ J U Wⁿ (000/001 §2.5) with κ_n from :func:`kappa` and
     :func:`kappa_note`. σ must be analytic at 0: relu, leaky relu and elu are refused with
     the ValueCheckError of :func:`terms` (use :func:`action_series` for their exact
-    one-sided coefficients).
+    one-sided coefficients). ``group``: each rank passes its shard (docs/distributed.md).
     """
-    p, z, labels, _ = _prepare(params, z, labels, activation)
+    p, z, labels, _ = _checked(group, _prepare, params, z, labels, activation)
     _check_terms_activation(p.activation, need_zero_at_origin=False)
     if not isinstance(n_max, int) or n_max < 1:
         raise ValueCheckError(f"n_max must be an int ≥ 1, got {n_max!r}")
     M = p.M
-    pa = class_frequencies(labels, M)
+    pa = class_frequencies(labels, M, group=group)
     balanced = bool(torch.allclose(pa, torch.full_like(pa, 1.0 / M), rtol=0, atol=1e-12))
     ns = list(range(1, n_max + 1))
     ks = [kappa(p.activation, n, M) for n in ns]
     kn = [kappa_note(p.activation, n, M) for n in ns]
-    con = [float(j_contract(z, labels, p.U, p.W, n, class_weighted=True, batch_size=batch_size)) for n in ns]
+    con = [float(j_contract(z, labels, p.U, p.W, n, class_weighted=True, batch_size=batch_size, group=group))
+           for n in ns]
     lnM = math.log(M)
     ps, nps = [], []
     a = b_ = lnM
@@ -765,7 +847,7 @@ def leading_series(params, z, labels, n_max: int, *, activation=None, batch_size
         b_ += k2 * cval
         ps.append(a)
         nps.append(b_)
-    ex = float(action_exact(p, z, labels, batch_size=batch_size))
+    ex = float(action_exact(p, z, labels, batch_size=batch_size, group=group))
     return LeadingSeries(ns, ks, kn, con, ps, nps, ex, lnM, balanced)
 
 

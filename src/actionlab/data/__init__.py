@@ -13,7 +13,15 @@ name               source                                      N train/test  E
 =================  ==========================================  ============  ======
 
 prepared as a :class:`LoadSpec` says (``load(name, split, spec)``, or the
-spec's fields as keywords: ``load("mnist", "train", validation=10000)``).
+spec's fields as keywords: ``load("mnist", "train", validation=5000)``).
+
+Train, validation and test are pairwise disjoint for every data set, with one
+rule (:mod:`~actionlab.data.splits`): "test" is the official test file
+(digits: a stratified 20 %), "validation" a stratified hold-out from the seed
+of the rest (default 10,000 MNIST / Fashion-MNIST, 5,000 CIFAR-10, 10 %
+digits), "train" what remains — ``load("mnist", "train")`` is 50,000 images;
+``validation=0`` gives all 60,000 and no validation split.  Every file is
+checked once against its official digest (:mod:`~actionlab.data.verify`).
 
 The package, one idea a module:
 
@@ -21,6 +29,7 @@ The package, one idea a module:
 * :mod:`~actionlab.data.readers` — IDX and CIFAR-10 readers (every file problem is a ``DataError``);
 * :mod:`~actionlab.data.sources` — where the files are found (``root``, ``$ACTIONLAB_DATA``,
   ``../shared/data``, the download cache);
+* :mod:`~actionlab.data.verify` — every file checked once against its known digest, the result cached;
 * :mod:`~actionlab.data.download` — fetching from the mirrors with checksums;
 * :mod:`~actionlab.data.splits` — the stratified train / validation / test rule and class subsampling;
 * :mod:`~actionlab.data.transforms` — the one PCA, random projection, pooling and standardisation;
@@ -36,9 +45,17 @@ converted to the requested float dtype (float32 by default) — a
 from actionlab.data.catalog import MIRRORS, REDUCTIONS, SPLITS, STANDARDIZE, names
 from actionlab.data.dataset import BalanceReport, Dataset, balance_report, check_balanced
 from actionlab.data.loading import LoadSpec, load
-from actionlab.data.readers import clear_cache
-from actionlab.data.sources import data_roots
+from actionlab.data import readers as _readers
+from actionlab.data import verify as _verify
+from actionlab.data.sources import DataLookupWarning, data_roots
+from actionlab.data.splits import label_array
 from actionlab.data.transforms import ZERO_STD
+
+
+def clear_cache() -> None:
+    """Forget the decompressed files kept in memory and this process's record of verified files."""
+    _readers.clear_cache()
+    _verify.clear_memo()
 
 __all__ = [
     "Dataset",
@@ -50,6 +67,8 @@ __all__ = [
     "check_balanced",
     "clear_cache",
     "data_roots",
+    "DataLookupWarning",
+    "label_array",
     "SPLITS",
     "STANDARDIZE",
     "REDUCTIONS",

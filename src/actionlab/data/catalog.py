@@ -8,7 +8,7 @@ from __future__ import annotations
 from actionlab._checks import ValueCheckError
 
 __all__ = ["names", "canonical", "SPLITS", "STANDARDIZE", "REDUCTIONS", "MIRRORS", "IDX_FILES", "CIFAR_ARCHIVE",
-           "CIFAR_DIR", "CIFAR_TRAIN", "CIFAR_TEST", "SUBDIRS", "DEFAULT_VALIDATION", "DIGITS_TEST_FRACTION"]
+           "CIFAR_DIR", "CIFAR_TRAIN", "CIFAR_TEST", "CIFAR_MD5", "IDX_CONTENT_SHA256", "SUBDIRS", "DEFAULT_VALIDATION", "DIGITS_TEST_FRACTION"]
 
 SPLITS = ("train", "validation", "test")
 STANDARDIZE = ("none", "centre", "zscore")
@@ -73,7 +73,33 @@ IDX_FILES: dict[str, dict[str, tuple[str, str, str | None]]] = {
                         "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
     },
 }
+#: sha256 of each IDX file's decompressed bytes (the same file stored uncompressed, or re-compressed), computed
+#: from the files of ../shared/data, which match the official md5 / sha256 above (its README, four checks)
+IDX_CONTENT_SHA256: dict[str, dict[str, str]] = {
+    "fashion-mnist": {
+        "train_images": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train_labels": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "test_images": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "test_labels": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+    "mnist": {
+        "train_images": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train_labels": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "test_images": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "test_labels": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+}
 CIFAR_ARCHIVE = ("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", None)
+#: md5 of the extracted CIFAR-10 files (torchvision/datasets/cifar.py: train_list, test_list, meta)
+CIFAR_MD5: dict[str, str] = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+}
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST = ("test_batch",)
@@ -98,6 +124,7 @@ SUBDIRS = {
     "cifar10": (CIFAR_DIR, f"cifar10/{CIFAR_DIR}", f"cifar-10/{CIFAR_DIR}"),
 }
 
-#: the default size of the validation split (a count, or a fraction of all samples for digits)
+#: the default size of the validation split, held out of the official train file (digits: a fraction of all
+#: 1797 samples); "train" is the rest, so train, validation and test are disjoint by default
 DEFAULT_VALIDATION = {"digits": 0.1, "fashion-mnist": 10000, "mnist": 10000, "cifar10": 5000}
 DIGITS_TEST_FRACTION = 0.2

@@ -135,8 +135,9 @@ def _labels_array(labels: Any, num_classes: int | None) -> tuple[torch.Tensor, i
         raise ShapeError(f"labels must be 1-D (N,), got shape {tuple(labels.shape)}")
     if labels.numel() == 0:
         raise ValueCheckError("labels is empty; a balance report needs at least one sample")
-    if labels.is_floating_point() or labels.dtype == torch.bool:
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise ValueCheckError(f"labels must hold integer class indices, got dtype {labels.dtype}; use labels.long()")
+    labels = labels.long()  # any integer dtype (uint8 from a file, int32 from numpy) is accepted
     if num_classes is None:
         if int(labels.min()) < 0:
             raise ValueCheckError(f"labels must be ≥ 0, found {int(labels.min())}")
@@ -147,6 +148,8 @@ def _labels_array(labels: Any, num_classes: int | None) -> tuple[torch.Tensor, i
 
 def balance_report(labels: Any, num_classes: int | None = None) -> BalanceReport:
     """Counts, proportions, max |p(m) − 1/M| and KL(p ‖ uniform) of a label set.
+
+    ``labels``: a tensor of any integer dtype (uint8 too), an integer array or a list.
 
     ``num_classes`` defaults to max(labels) + 1; pass it when a class may be
     absent (an absent class counts 0 and makes the set unbalanced).

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from actionlab._checks import DataError
+from actionlab.data import verify as _vf
 from actionlab.data.catalog import CIFAR_ARCHIVE, CIFAR_DIR, IDX_FILES, MIRRORS, SUBDIRS
 
 __all__ = ["fetch_url", "digest", "download_file", "download_idx", "download_cifar"]
@@ -70,6 +71,8 @@ def download_file(name: str, fname: str, md5: str, sha256: str | None, folder: P
             tmp.unlink(missing_ok=True)
             continue
         tmp.replace(target)
+        if got_sha:
+            _vf.record(target, "sha256", got_sha)  # verified just now: the first load does not hash it again
         return target
     raise DataError(
         f"{name}: could not download {fname} into {folder}: " + " | ".join(problems)

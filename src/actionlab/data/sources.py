@@ -16,11 +16,18 @@ Inside a root both layouts are accepted: ``root/fashion-mnist/*.gz`` and
 torchvision layout), gzip-compressed or uncompressed IDX files.  CIFAR-10 is
 read from ``root/cifar-10-batches-py/`` (or ``root/cifar10/cifar-10-batches-py/``
 or ``root/`` itself).  ``digits`` is scikit-learn's bundled 8×8 set (offline).
+
+When ``$ACTIONLAB_DATA`` is set but lacks the files and the lookup finds them
+in a later folder, a :class:`DataLookupWarning` names both folders (the data
+used is then not the data the variable points to).  Every file found is
+checked against its known digest before use (:mod:`~actionlab.data.verify`;
+``verify=False`` skips the check).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +37,23 @@ import numpy as np
 from actionlab._checks import DataError
 from actionlab.data import download as _dl
 from actionlab.data import readers as _rd
+from actionlab.data import verify as _vf
 from actionlab.data.catalog import CIFAR_TEST, CIFAR_TRAIN, DIGIT_CLASSES, FASHION_CLASSES, IDX_FILES, SUBDIRS
 
-__all__ = ["Source", "data_roots", "read_source"]
+__all__ = ["Source", "DataLookupWarning", "data_roots", "read_source"]
+
+
+class DataLookupWarning(UserWarning):
+    """The files were not where ``$ACTIONLAB_DATA`` points, and were taken from a later folder of the lookup."""
+
+
+def _warn_fall_through(name: str, what: str, looked: list[tuple[Path, str]], used: Path, how: str) -> None:
+    env = [str(r) for r, h in looked if h == "$ACTIONLAB_DATA"]
+    if env:
+        warnings.warn(
+            f"{name}: {what} not found in $ACTIONLAB_DATA={env[0]}; using the copy in {used} ({how}) instead. "
+            f"Fix: put the files into {env[0]} (or unset ACTIONLAB_DATA) to silence this",
+            DataLookupWarning, stacklevel=6)
 
 
 def _repo_shared_roots() -> list[Path]:
@@ -134,44 +155,65 @@ class Source:
     where: dict  # provenance of the files
 
 
-def _locate_and_read_idx(name: str, part: str, root, download: bool | None) -> Source:
+def _read_idx_verified(name: str, keys: Sequence[str], found: dict[str, Path], verify: bool):
+    x, y = _rd.read_idx_pair(found[keys[0]], found[keys[1]])  # parse first: its diagnosis of a broken file is sharper
+    checks = [_vf.verify_file(found[k], _vf.known_idx(name, k)) for k in keys] if verify else "skipped (verify=False)"
+    return x, y, checks
+
+
+def _locate_and_read_idx(name: str, part: str, root, download: bool | None, verify: bool = True) -> Source:
     keys = (f"{part}_images", f"{part}_labels")
     looked: list[str] = []
     explicit = root is not None
-    for r, how in data_roots(root):
+    roots = data_roots(root)
+    for i, (r, how) in enumerate(roots):
         found, l = _find_idx(name, keys, r)
         looked += l
         if found:
-            x, y = _rd.read_idx_pair(found[keys[0]], found[keys[1]])
-            return _source_idx(name, x, y, found, keys, r, how)
+            _warn_fall_through(name, " and ".join(p.name for p in found.values()), roots[:i], r, how)
+            x, y, checks = _read_idx_verified(name, keys, found, verify)
+            return _source_idx(name, x, y, found, keys, r, how, checks)
     allow = (not explicit) if download is None else bool(download)
     if allow:
         target = Path(root).expanduser() if explicit else _cache_root()
         found = _dl.download_idx(name, keys, target)
-        x, y = _rd.read_idx_pair(found[keys[0]], found[keys[1]])
-        return _source_idx(name, x, y, found, keys, target, "downloaded")
+        x, y, checks = _read_idx_verified(name, keys, found, verify)
+        return _source_idx(name, x, y, found, keys, target, "downloaded", checks)
     note = "Downloading was not allowed (download=False)." if download is False else ""
     files = " and ".join(IDX_FILES[name][k][0].removesuffix(".gz") + "[.gz]" for k in keys)
     raise _missing_error(name, files, looked, explicit, note)
 
 
-def _source_idx(name, x, y, found, keys, r, how) -> Source:
+def _source_idx(name, x, y, found, keys, r, how, checks) -> Source:
     classes = list(FASHION_CLASSES) if name == "fashion-mnist" else list(DIGIT_CLASSES)
-    where = {"root": str(r), "found_via": how, "files": [str(found[k]) for k in keys]}
+    where = {"root": str(r), "found_via": how, "files": [str(found[k]) for k in keys], "verified": checks}
     return Source(x, y.astype(np.int64), 255.0, (1, 28, 28), classes, where)
 
 
-def _locate_and_read_cifar(part: str, root, download: bool | None) -> Source:
+def _verify_cifar(folder: Path, files: Sequence[str], verify: bool) -> list[dict] | str:
+    if not verify:
+        return "skipped (verify=False)"
+    checks = []
+    for f in (*files, "batches.meta"):
+        known = _vf.known_cifar(f)
+        if (folder / f).is_file() and known is not None:
+            checks.append(_vf.verify_file(folder / f, known))
+    return checks
+
+
+def _locate_and_read_cifar(part: str, root, download: bool | None, verify: bool = True) -> Source:
     files = CIFAR_TRAIN if part == "train" else CIFAR_TEST
     looked: list[str] = []
     explicit = root is not None
     folder = None
     how = ""
-    for r, h in data_roots(root):
+    roots = data_roots(root)
+    for i, (r, h) in enumerate(roots):
         folder, l = _find_cifar(files, r)
         looked += l
         if folder is not None:
             how = h
+            _warn_fall_through("cifar10", ", ".join(files), roots[:i], folder, how)
             break
     if folder is None:
         allow = (not explicit) if download is None else bool(download)
@@ -183,8 +225,10 @@ def _locate_and_read_cifar(part: str, root, download: bool | None) -> Source:
     parts = [_rd.cached(folder / f, "cifar-batch", _rd.read_cifar_batch) for f in files]
     x = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
     y = parts[0][1] if len(parts) == 1 else np.concatenate([p[1] for p in parts])
-    where = {"root": str(folder), "found_via": how, "files": [str(folder / f) for f in files]}
-    return Source(x, y, 255.0, (3, 32, 32), _rd.read_cifar_meta(folder), where)
+    class_names = _rd.read_cifar_meta(folder)
+    where = {"root": str(folder), "found_via": how, "files": [str(folder / f) for f in files],
+             "verified": _verify_cifar(folder, files, verify)}
+    return Source(x, y, 255.0, (3, 32, 32), class_names, where)
 
 
 def _digits_source() -> Source:
@@ -198,10 +242,12 @@ def _digits_source() -> Source:
     return Source(x, y, 16.0, (1, 8, 8), list(DIGIT_CLASSES), {"source": "sklearn.datasets.load_digits"})
 
 
-def read_source(name: str, part: str, root, download: bool | None) -> Source:
-    """The source of ``name``'s ``part`` ("train" or "test" file; digits has one source for both)."""
+def read_source(name: str, part: str, root, download: bool | None, verify: bool = True) -> Source:
+    """The source of ``name``'s ``part`` ("train" or "test" file; digits has one source for both).
+
+    ``verify``: check every file against its known digest first (:mod:`~actionlab.data.verify`)."""
     if name == "digits":
         return _digits_source()
     if name == "cifar10":
-        return _locate_and_read_cifar(part, root, download)
-    return _locate_and_read_idx(name, part, root, download)
+        return _locate_and_read_cifar(part, root, download, verify)
+    return _locate_and_read_idx(name, part, root, download, verify)

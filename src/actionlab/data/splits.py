@@ -1,18 +1,26 @@
 """Splits and class subsampling: which rows of a source make a split — one stratified rule for every data set.
 
-* ``digits`` has no official split: a stratified split from the seed gives
-  test = 20 % (359 of 1797), validation = 10 % (180, or ``validation=``) and
-  train = the rest (1258); the three are always disjoint.
-* ``fashion-mnist``, ``mnist``, ``cifar10``: "train" and "test" are the official
-  files.  "validation" is carved from the official train set, stratified by
-  class and deterministic in ``seed``; its size is ``validation=`` (a count, or
-  a fraction in (0, 1)) or by default 10,000 (MNIST, Fashion-MNIST) / 5,000
-  (CIFAR-10).  **"train" excludes the validation rows only when you pass
-  ``validation=``**: ``load("mnist", "train", validation=10000)`` returns the
-  other 50,000 (the RNGD split 50,000 / 10,000 / 10,000), while
-  ``load("mnist", "train")`` is the full official 60,000 and overlaps
-  ``load("mnist", "validation")``.  ``info["train_includes_validation"]`` says
-  which case you have.
+The rule, the same for every data set: **train, validation and test are
+pairwise disjoint** (by default and for every option).  The validation split is
+a stratified hold-out, deterministic in ``seed``, of the pool the test split is
+not in, and "train" is that pool minus the validation rows:
+
+* ``fashion-mnist``, ``mnist``, ``cifar10``: "test" is the official test file;
+  the pool is the official train file; the validation size is ``validation=``
+  (a count, or a fraction in (0, 1) of the train file) or by default 10,000
+  (MNIST, Fashion-MNIST) / 5,000 (CIFAR-10).  So ``load("mnist", "train")`` is
+  50,000 images, ``load("mnist", "validation")`` the other 10,000 and
+  ``load("mnist", "test")`` the official 10,000 — the RNGD split of 003.
+* ``digits`` has no official split: test = a stratified 20 % (359 of 1797)
+  from the seed; the pool is the rest; validation = 10 % of all 1797 (180, or
+  ``validation=``); train = the rest (1258).
+* ``validation=0``: no validation split (asking for it is an error); "train" is
+  the whole pool — all 60,000 official MNIST training images.
+
+Train and validation share the pool, so they are disjoint only when loaded
+with the same ``seed`` and ``validation``: ``info["validation_seed"]`` and
+``info["validation_size"]`` record both (and ``Dataset.indices`` the rows).
+``info["train_includes_validation"]`` is always False.
 
 Every stratified choice is :func:`stratified_pick`: exactly ``size`` rows with
 each class's count within one of its share ``n_m · size / n`` (largest-remainder
@@ -32,7 +40,7 @@ import torch
 from actionlab._checks import ValueCheckError
 from actionlab.data.catalog import DEFAULT_VALIDATION, DIGITS_TEST_FRACTION
 
-__all__ = ["rng", "stratified_pick", "stratified_holdout", "validation_size", "split_rows", "subsample",
+__all__ = ["rng", "stratified_pick", "label_array", "stratified_holdout", "validation_size", "split_rows", "subsample",
            "STREAM_SPLIT", "STREAM_SUBSAMPLE", "STREAM_PROJECTION", "STREAM_HOLDOUT"]
 
 #: seed streams: one seed, independent streams for each random choice
@@ -92,6 +100,7 @@ def split_rows(name: str, split: str, src_train_y: np.ndarray, seed: int, valida
         val = rest[stratified_pick(src_train_y[rest], n_val, gen, M)] if n_val else np.zeros(0, np.int64)
         train = np.setdiff1d(rest, val)
         info.update(split_sizes={"train": int(train.size), "validation": int(val.size), "test": int(test.size)},
+                    validation_size=int(n_val), validation_seed=int(seed), train_includes_validation=False,
                     split_rule="stratified by class from the seed: test 20%, validation 10% (or validation=), train the rest")
         rows = {"train": train, "validation": val, "test": test}[split]
         if split == "validation" and rows.size == 0:
@@ -99,20 +108,15 @@ def split_rows(name: str, split: str, src_train_y: np.ndarray, seed: int, valida
         return rows, info
     if split == "test":
         raise AssertionError("official test split is not carved")  # pragma: no cover
-    if split == "train" and validation is None:
-        info.update(train_includes_validation=True, validation_size=None)
-        return np.arange(n), info
     n_val = validation_size(validation, DEFAULT_VALIDATION[name], n)
     if split == "validation" and n_val == 0:
-        raise ValueCheckError("validation = 0 leaves no validation split; pass validation > 0")
+        raise ValueCheckError("validation = 0 leaves no validation split; pass validation > 0 (or leave the default)")
     val = stratified_pick(src_train_y, n_val, rng(seed, STREAM_SPLIT), M) if n_val else np.zeros(0, np.int64)
-    info["validation_size"] = int(n_val)
-    if split == "validation":
-        info["validation_rule"] = "stratified by class from the official train file, from the seed"
-        info["train_includes_validation"] = validation is None
-        return val, info
-    info["train_includes_validation"] = False
-    return np.setdiff1d(np.arange(n), val), info
+    info.update(validation_size=int(n_val), validation_seed=int(seed), train_includes_validation=False,
+                split_sizes={"train": int(n - n_val), "validation": int(n_val)},
+                split_rule=f"validation = {n_val} rows held out of the official train file, stratified by class from "
+                           f"the seed; train = the other {n - n_val}; test = the official test file")
+    return (val if split == "validation" else np.setdiff1d(np.arange(n), val)), info
 
 
 def subsample(y: np.ndarray, balance: bool, per_class: int | None, seed: int, num_classes: int, names_: list[str]) -> np.ndarray | None:
@@ -143,18 +147,49 @@ def subsample(y: np.ndarray, balance: bool, per_class: int | None, seed: int, nu
 # --------------------------------------------------------------------------- reductions
 
 
-def stratified_holdout(labels: torch.Tensor, fraction: float, seed: int,
-                       num_classes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row indices (kept, held out) of a label tensor, ``round(fraction · N)`` held out by :func:`stratified_pick`.
+def label_array(labels: Any, num_classes: int | None = None, name: str = "labels") -> np.ndarray:
+    """Class indices as a 1-D int64 numpy array, from a tensor (any integer dtype, e.g. uint8), array or list.
 
-    Both index tensors are sorted and disjoint and together cover every row;
-    ``fraction`` lies in [0, 1).  The choice is deterministic in ``seed``.
+    Float, bool or complex values, another shape, negative values or values ≥ ``num_classes`` are a
+    :class:`ValueCheckError` that says what to pass instead.
+    """
+    if isinstance(labels, torch.Tensor):
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise ValueCheckError(f"{name} must hold integer class indices, got dtype {labels.dtype}; use {name}.long()")
+        y = labels.detach().cpu().long().numpy()
+    else:
+        try:
+            y = np.asarray(labels)
+        except (TypeError, ValueError) as exc:
+            raise ValueCheckError(f"{name} must be a sequence of integer class indices ({exc})") from None
+        if y.dtype.kind not in "iu":
+            raise ValueCheckError(
+                f"{name} must hold integer class indices, got {y.dtype} values; pass e.g. a list of ints or a "
+                f"torch.long tensor")
+        y = y.astype(np.int64)
+    if y.ndim != 1:
+        raise ValueCheckError(f"{name} must be 1-D (N,), got shape {tuple(y.shape)}")
+    if y.size and int(y.min()) < 0:
+        raise ValueCheckError(f"{name} must be class indices ≥ 0, found {int(y.min())}")
+    if num_classes is not None and y.size and int(y.max()) >= num_classes:
+        raise ValueCheckError(f"{name} must lie in 0..{num_classes - 1} (M = {num_classes}), found {int(y.max())}; "
+                              f"remap the labels or pass the right number of classes")
+    return y
+
+
+def stratified_holdout(labels: Any, fraction: float, seed: int,
+                       num_classes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row indices (kept, held out) of a label set, ``round(fraction · N)`` held out by :func:`stratified_pick`.
+
+    ``labels``: a tensor of any integer dtype (uint8 too), an integer array or a list.  Both index
+    tensors are sorted and disjoint and together cover every row; ``fraction`` lies in [0, 1).  The
+    choice is deterministic in ``seed``.
     """
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction < 1:
         raise ValueCheckError(f"the held-out fraction must lie in [0, 1), got {fraction!r}")
-    y = labels.detach().cpu().long().numpy()
-    if y.ndim != 1:
-        raise ValueCheckError(f"labels must be 1-D (N,), got shape {tuple(labels.shape)}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueCheckError(f"seed must be an integer (e.g. seed=0), got {seed!r}")
+    y = label_array(labels, num_classes)
     M = int(num_classes) if num_classes is not None else (int(y.max()) + 1 if y.size else 0)
     size = int(round(fraction * y.shape[0]))
     if fraction > 0 and y.shape[0] > 1:

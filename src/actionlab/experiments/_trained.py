@@ -460,7 +460,10 @@ class SeriesRadius:
     r_k = |S_k|^{−1/k} over those orders — the spread across orders is its uncertainty.
     ``activation_bound`` = |x_σ| / max_{i,β} |(W z_i + b)_β|: along tθ the pre-activation t·h_iβ meets σ's
     nearest complex singularity x_σ (:data:`ACTIVATION_SINGULARITY`) at |t| = |x_σ| / |h_iβ|, a singularity
-    of sample i's term of S, so the radius is at most this (∞ for entire σ)."""
+    of sample i's term of S, so the radius is at most this (∞ for entire σ).  ``radius`` = min(estimate,
+    activation_bound) is the value used: at a finite order the root test over-estimates the radius when the
+    nearest singularity belongs to few of the N samples (its weight 1/N shows in |S_k|^{1/k} only at
+    k ≳ ln N / ln(r_far / r_near)), which the bound catches."""
 
     estimate: float
     low: float
@@ -468,6 +471,11 @@ class SeriesRadius:
     orders: list = field(default_factory=list)
     per_order: list = field(default_factory=list)
     activation_bound: float = math.inf
+    radius: float = math.nan
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.radius):
+            self.radius = min(self.estimate, self.activation_bound)
 
     def location(self, t: float) -> str:
         """"inside" (t below every order's r_k and the bound), "outside" (t above the largest r_k or at/above

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from actionlab import expansion
+from actionlab._checks import ValueCheckError
 from actionlab._display import short_repr
 from actionlab.config import RunOptions, seed_everything
 from actionlab.experiments._registry import param, register_experiment
@@ -94,7 +95,10 @@ def run(config: ConjectureConfig, options: RunOptions) -> ConjectureResult:
     coeffs = expansion.action_series(p, z, y, K, progress=None)
     res.taylor_coefficients = [float(c) for c in coeffs]
     res.taylor_partial_sums_at_1 = [float(v) for v in torch.cumsum(coeffs, 0)]
-    ls = expansion.leading_series(p, z, y, config.n_max)
+    try:
+        ls = expansion.leading_series(p, z, y, config.n_max)
+    except ValueCheckError as exc:  # a kink at 0 (relu, leaky relu, elu): no J-term series to compare
+        return _refused(run_folder, res, config, p, z, y, str(exc))
     res.leading = dataclasses.asdict(ls)
     res.S_star = ls.exact
     res.radius_t = radius_estimate(coeffs)
@@ -119,6 +123,24 @@ def run(config: ConjectureConfig, options: RunOptions) -> ConjectureResult:
     _figure(run_folder, res, config)
     summary = _summary(run_folder, res, config, ts)
     run_folder.finish(res, summary)
+    return res
+
+
+def _refused(run_folder: RunFolder, res: ConjectureResult, config: ConjectureConfig, p, z, y, reason: str):
+    """The run for a σ with a kink at 0: the exact S(θ*) and one-sided series, and a claim saying why no κ_n."""
+    res.S_star = float(expansion.action_exact(p, z, y))
+    res.radius_t = radius_estimate(res.taylor_coefficients)
+    run_folder.add_claim(Claim(
+        "001", f"the main contribution to S_(n+1)(θ*) is σ⁽ⁿ⁾(0)/((n+1)!M) Σ J U Wⁿ, for σ = {config.activation}",
+        "ratio ≈ 1 at every n", None, "inconclusive",
+        f"not evaluated: {reason} (expansion.kappa and leading_series refuse a kink rather than return the right-hand "
+        f"σ⁽ⁿ⁾(0⁺), which would multiply a contraction that is not the series' term)",
+        id="001.all-orders-kinked", evidence={"activation": config.activation, "refused": reason}, strength="indicative"))
+    text = (f"# conjecture — the all-orders series at θ*\n\n{config.activation} is not analytic at 0, so the series "
+            f"ln M + Σ κ_n Σ J U Wⁿ of 000/001 §2.5 is not defined for it: {reason}.\n\nS(θ*) = {res.S_star:.5f}; "
+            f"exact one-sided (t → 0⁺) Taylor coefficients of t ↦ S(tθ*): "
+            + ", ".join(f"{v:.4g}" for v in res.taylor_coefficients) + "\n\n## Claims\n\n" + claims_table_md(run_folder.claims))
+    run_folder.finish(res, text)
     return res
 
 

@@ -856,9 +856,10 @@ def run_notes_check(config: NotesCheckConfig | None = None, *, seed: int = 0, pr
     info["entries"] = {"M": Me, "H": He, "E": Ee, "N": Me * ne, "z": "N(0, 1)", "theta": "0 (derivatives at θ = 0)",
                        "balanced": True}
     rows += [_row({"entries": c}) for c in derivative_entry_claims(ze, le, He)]
-    info["separable"] = {"M": M, "H": H, "E": E, "N": M * n, "z": "the random problem's z",
+    smin = minimum_claim(z, num_classes=M, hidden=H, gen=gen)
+    info["separable"] = {"M": M, "H": H, "E": E, "N": smin.numbers["N"], "z": "the random problem's z (ties dropped)",
                          "labels": "argmax of a teacher's U relu(W z + b)"}
-    rows.append(_row({"separable": minimum_claim(z, num_classes=M, hidden=H, gen=gen)}))
+    rows.append(_row({"separable": smin}))
     if config.fashion and config.star_seeds:
         check, info["theta-star"] = theta_star_scale_claim(tuple(config.star_seeds), config.star_size, options)
         rows.append(_row({"theta-star": check}))
@@ -927,8 +928,10 @@ def _claim(row: dict, info: dict, options: RunOptions) -> Claim:
                         interval={"low": m["ratio_interval"][0], "high": m["ratio_interval"][1], "level": m["level"]},
                         threshold=m["threshold"])
     strength = row.get("strength") or ("indicative" if row["verdict"] == "inconclusive" else "firm")
+    nv = row["note_value"]
+    same = len({_fmt(v) for v in nv.values()}) == 1  # a statement or formula the same on every problem: once
     return Claim(source=row["source"].split()[0], claim=f"{row['claim']} ({row['source']})",
-                 document_value=row["note_value"], measured=row["measured"], verdict=row["verdict"],
+                 document_value=next(iter(nv.values())) if same else nv, measured=row["measured"], verdict=row["verdict"],
                  details=row["details"], id=row["id"], evidence=evidence, strength=strength)
 
 

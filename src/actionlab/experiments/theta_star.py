@@ -120,7 +120,7 @@ def analyse(model, ds, *, order: int = 3, rank3: bool = True, max_elements: int 
     element statistics of the rank-2 / rank-3 tensors, on the dataset ``ds`` (float64 throughout)."""
     z = ds.z.double()
     y = ds.labels
-    p = expansion.as_params(model).to(dtype=torch.float64)
+    p = expansion.as_params(model).to(dtype=torch.float64, device=z.device)  # one device: where the data are
     out: dict = {"N": len(z), "S_exact": float(expansion.action_exact(p, z, y))}
     ser = expansion.action_series(p, z, y, order)
     out["S_n"] = [float(v) for v in ser]
@@ -192,7 +192,7 @@ def radius_and_paths(p, z: torch.Tensor, y: torch.Tensor, terms: list[dict], ord
     t = 1 lies, and :func:`along_path` at t = r/2 (inside the radius) and at t = 1 (θ* itself)."""
     coeffs = expansion.action_series(p, z, y, order)
     r = series_radius(coeffs, tail, activation_pole_bound(p, z))
-    t_in = 0.5 * min(r.estimate, r.activation_bound)
+    t_in = 0.5 * r.radius
     return {"radius": dataclasses.asdict(r), "t1_location": r.location(1.0), "t_inside": t_in,
             "at_half_radius": along_path(p, z, y, coeffs, terms, t_in) if math.isfinite(t_in) else None,
             "at_one": along_path(p, z, y, coeffs, terms, 1.0), "series": [float(v) for v in coeffs]}
@@ -260,7 +260,8 @@ def seed_numbers(a: dict, seed: int) -> dict:
             out[f"abs_excess_kurtosis[{key}]"] = abs(st[key]["excess_kurtosis"])
             out[f"abs_mean_over_std[{key}]"] = abs(st[key]["mean_over_std"])
     path = a["path"]
-    out["radius"] = path["radius"]["estimate"]
+    out["radius"] = path["radius"]["radius"]
+    out["radius_root_test"] = path["radius"]["estimate"]
     out["radius_activation_bound"] = path["radius"]["activation_bound"]
     out["t1_location"] = path["t1_location"]
     h = path["at_half_radius"]
@@ -422,10 +423,10 @@ def _radius_text(res: ThetaStarResult) -> str:
     r = a["radius"]
     h = a["at_half_radius"] or {}
     locs = sorted({p["t1_location"] for p in res.per_seed})
-    txt = (f"Radius of convergence of t ↦ S(tθ*) (root test over orders {r['orders'][0]}–{r['orders'][-1]}): "
-           f"{_ivtext(acr['radius'])} across seeds (first seed {r['estimate']:.3g}, spread across orders "
-           f"{r['low']:.3g}–{r['high']:.3g}; activation-pole bound {r['activation_bound']:.3g}); t = 1 is "
-           f"{'/'.join(locs)} the radius. ")
+    txt = (f"Radius of convergence r of t ↦ S(tθ*) = min(root test, activation-pole bound): {_ivtext(acr['radius'])} "
+           f"across seeds; first seed: root test over orders {r['orders'][0]}–{r['orders'][-1]} {r['estimate']:.3g} "
+           f"(spread across those orders {r['low']:.3g}–{r['high']:.3g}), activation-pole bound "
+           f"{r['activation_bound']:.3g} (an upper bound on r). t = 1 is {'/'.join(locs)} the radius. ")
     if h:
         txt += (f"At t = r/2 = {h['t']:.3g}, where the terms describe S, the largest named term is {h['largest_term']} "
                 f"carrying {h['largest_term_part_of_change']:.1%} of S(tθ*) − S_0 (truncation error of S_0..S_3: "
@@ -449,7 +450,8 @@ def _dominance_claims(run_folder: RunFolder, res: ThetaStarResult, config: Theta
         verdict, strength = judge_against(iv, 0.5, above=True, quick=run_folder.preset == "quick")
         dom = sorted({r.get(f"dominant_S{n}") for r in res.per_seed})
         ev = _evidence(res, config, run_folder.preset, key, 0.5, rule)
-        ev["radius"] = {k: res.across_seeds[k] for k in ("radius", "radius_activation_bound") if k in res.across_seeds}
+        ev["radius"] = {k: res.across_seeds[k] for k in ("radius", "radius_root_test", "radius_activation_bound")
+                        if k in res.across_seeds}
         ev["t1_location"] = [r["t1_location"] for r in res.per_seed]
         run_folder.add_claim(Claim(
             "001", src_text, name,

@@ -118,12 +118,14 @@ examples and the measured step times: docs/rngd.md.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from actionlab import activations as _act
+from actionlab import distributed as _D
 from actionlab._checks import ValueCheckError, check_choice, check_positive
 from actionlab.models import TwoLayer
 
@@ -335,6 +337,14 @@ class RNGD(torch.optim.Optimizer):
             more than b coordinates become block-diagonal over ⌈d/b⌉ contiguous blocks (an approximation).
         first_layer_rank: None (default, the authors': exact inverse) or k: a shared first-layer metric with
             d > k is inverted as its top-k eigen-directions plus an isotropic remainder (an approximation).
+        group: a ``torch.distributed`` ProcessGroup, or None (this process alone; the default). A
+            ``DistributedDataParallel`` model brings its own (``model.process_group``). With a group every
+            rank holds the same running metrics — those of the global batch, the union of the ranks'
+            batches: each step adds Σ_r Σ_n ν x̃x̃ᵀ and Σ_r N_r over the ranks (one all-reduce) — and each
+            inverse is computed once, on the rank it is assigned to by cost, and broadcast. The gradients
+            must be the global batch's on every rank: DDP averages them (scale each rank's mean loss by
+            W·N_r/N when the batches are uneven), with a plain model all-reduce them yourself. The step then
+            equals single-process RNGD on the global batch (docs/distributed.md).
     """
 
     def __init__(
@@ -354,6 +364,7 @@ class RNGD(torch.optim.Optimizer):
         metric_every: int = 1,
         shared_block_size: int | None = None,
         first_layer_rank: int | None = None,
+        group=None,
     ) -> None:
         check_positive(lr, "lr")
         check_positive(momentum, "momentum", allow_zero=True)
@@ -375,8 +386,15 @@ class RNGD(torch.optim.Optimizer):
         check_choice(damping_relative_to, ("mean_eigenvalue", "trace"), "damping_relative_to")
         if not isinstance(model, nn.Module):
             raise ValueCheckError(f"RNGD(model, ...) takes the model (nn.Module), not {type(model).__name__}")
+        if isinstance(model, nn.parallel.DistributedDataParallel):  # the layers live in .module
+            group = model.process_group if group is None else group
+            model = model.module
+        self.group = group if _D.is_distributed(group) else None
         self.specs = describe_layers(model, first_layer, hidden_layers, relu_omega, shared_block_size, first_layer_rank)
         self.model = model
+        if self.group is not None:
+            flat = torch.cat([p.detach().reshape(-1).to(torch.float64) for p in model.parameters()])
+            _D.check_same(flat, self.group, "the model's parameters")
         params = [p for p in model.parameters() if p.requires_grad]
         defaults = dict(
             lr=lr, momentum=momentum, weight_decay=weight_decay, decay=decay, damping=damping,
@@ -496,6 +514,45 @@ class RNGD(torch.optim.Optimizer):
             xb = self._to_blocks(s, xt)
             G.baddbmm_(xb.transpose(1, 2), xb, beta=decay, alpha=(1.0 - decay) / N)
 
+    def _batch_sum(self, s: LayerSpec, state: dict) -> tuple[torch.Tensor, int]:
+        """(Σ_n ν_n x̃_n x̃_nᵀ in the metric's layout, N) of this rank's batch: the unnormalised G_batch."""
+        xt, nu = self._batch_terms(s)
+        N, d = xt.shape
+        if "metric" not in state:
+            state["metric"] = self._initial_metric(s, s.weight.dtype, s.weight.device)
+        G = state["metric"]
+        xt = xt.to(G.dtype)
+        if s.kind == "per_neuron":
+            upper, _ = self._triu(s, xt.device)
+            outer = (xt[:, :, None] * xt[:, None, :]).reshape(N, d * d).index_select(1, upper)
+            return nu.T.to(G.dtype) @ outer, N
+        if s.blocks == 1:
+            return xt.T @ xt, N
+        xb = self._to_blocks(s, xt)
+        return torch.bmm(xb.transpose(1, 2), xb), N
+
+    def _update_metrics(self, updates: list) -> None:
+        """G ← ω G + (1 − ω) G_batch for each (spec, state, param group); with a group G_batch is the global
+        batch's, Σ_r S_r / Σ_r N_r, from one all-reduce of every layer's sums and counts."""
+        if self.group is None:
+            for s, st, g in updates:
+                self._update_metric(s, st, g["decay"] ** g["metric_every"])
+            return
+        if not updates:
+            return
+        sums = [self._batch_sum(s, st) for s, st, _ in updates]
+        dtype = sums[0][0].dtype
+        for S, _ in sums:
+            dtype = torch.promote_types(dtype, S.dtype)
+        counts = torch.tensor([float(n) for _, n in sums], dtype=dtype, device=sums[0][0].device)
+        flat = _D.all_reduce_sum(torch.cat([counts] + [S.reshape(-1).to(dtype) for S, _ in sums]), self.group)
+        pos = len(sums)
+        for i, ((s, st, g), (S, _)) in enumerate(zip(updates, sums)):
+            G, decay = st["metric"], g["decay"] ** g["metric_every"]
+            total = flat[pos : pos + S.numel()].view(S.shape).to(G.dtype)
+            pos += S.numel()
+            G.mul_(decay).add_(total, alpha=(1.0 - decay) / float(flat[i]))
+
     @staticmethod
     def damped_inverse(G: torch.Tensor, damping: float, relative_to: str = "mean_eigenvalue",
                        eps: torch.Tensor | None = None) -> torch.Tensor:
@@ -523,10 +580,10 @@ class RNGD(torch.optim.Optimizer):
             return G
         d = s.d
         upper, lower = self._triu(s, G.device)
-        full = G.new_zeros(s.m, d * d)
+        full = G.new_zeros(G.shape[0], d * d)  # G: all m neurons, or a contiguous chunk of them
         full.index_copy_(1, lower, G)
         full.index_copy_(1, upper, G)
-        return full.view(s.m, d, d)
+        return full.view(G.shape[0], d, d)
 
     def metric(self, layer: int) -> torch.Tensor:
         """The running metric of the ``layer``-th Linear layer: (m, d, d) per neuron, (d, d) dense shared,
@@ -576,6 +633,79 @@ class RNGD(torch.optim.Optimizer):
         out = torch.bmm(self._to_blocks(s, grad.to(Ginv.dtype)), Ginv)  # (k, m, B)
         return out.transpose(0, 1).reshape(grad.shape[0], -1)[:, : s.d].to(grad.dtype)
 
+    # -- inverses over a group ----------------------------------------------------------------
+    @staticmethod
+    def _units(s: LayerSpec, size: int) -> list[tuple[int, int, float]]:
+        """The inverse of a layer as work units (lo, hi, cost ≈ flops): per-neuron layers in up to ``size``
+        contiguous chunks of neurons (cost (hi − lo)·d³ each), any other layer whole (d³, k·B³, 8·d²·(k + 10))."""
+        d = s.d
+        if s.rank:
+            return [(0, 1, 8.0 * d * d * (s.rank + _OVERSAMPLE))]
+        if s.kind == "per_neuron":
+            units, lo = [], 0
+            for n in _D.shard_sizes(s.m, min(size, s.m)):
+                units.append((lo, lo + n, float(n) * d**3))
+                lo += n
+            return units
+        return [(0, 1, float(s.blocks) * s.block**3)]
+
+    @staticmethod
+    def _unit_shapes(s: LayerSpec, lo: int, hi: int) -> list[tuple[int, ...]]:
+        """Shapes of what a unit's owner broadcasts: the inverse (chunk), or V_k, the Ritz basis, Λ_k⁻¹ − ρ⁻¹, ρ⁻¹."""
+        if s.rank:
+            return [(s.d, s.rank), (s.d, min(s.d, s.rank + _OVERSAMPLE)), (s.rank,), ()]
+        if s.kind == "per_neuron":
+            return [(hi - lo, s.d, s.d)]
+        return [(s.d, s.d)] if s.blocks == 1 else [(s.blocks, s.block, s.block)]
+
+    def _compute_unit(self, s: LayerSpec, st: dict, g: dict, lo: int, hi: int) -> list[torch.Tensor]:
+        if s.rank:
+            V = self._inverse(s, st["metric"], g, st)
+            return [V, st["ritz_basis"], st["inverse_coef"], st["inverse_rho"]]
+        G = st["metric"][lo:hi] if s.kind == "per_neuron" else st["metric"]
+        return [self._inverse(s, G, g, st)]
+
+    def _refresh_inverses(self, refresh: list) -> None:
+        """(G + εI)⁻¹ for each (spec, state, param group); with a group each work unit is computed by one rank
+        (greedy by cost: the costliest unit to the least-loaded rank) and broadcast from it."""
+        if self.group is None:
+            for s, st, g in refresh:
+                st["inverse"] = self._inverse(s, st["metric"], g, st)
+            return
+        rank, size = _D.world(self.group)
+        units = [(i, lo, hi, cost) for i, (s, _, _) in enumerate(refresh) for lo, hi, cost in self._units(s, size)]
+        load, owners = [0.0] * size, {}
+        for u in sorted(range(len(units)), key=lambda j: -units[j][3]):
+            owners[u] = min(range(size), key=lambda r: load[r])
+            load[owners[u]] += units[u][3]
+        mine, err = {}, None
+        try:
+            for u, (i, lo, hi, _) in enumerate(units):
+                if owners[u] == rank:
+                    mine[u] = self._compute_unit(*refresh[i], lo, hi)
+        except (ValueCheckError, RuntimeError) as e:  # raised on every rank below, so that none waits
+            err = e
+        _D.raise_together(err, self.group)
+        chunks: dict[int, list[torch.Tensor]] = {}
+        for u, (i, lo, hi, _) in enumerate(units):
+            s, st, _ = refresh[i]
+            G = st["metric"]
+            shapes = self._unit_shapes(s, lo, hi)
+            if owners[u] == rank:
+                flat = torch.cat([t.reshape(-1).to(G.dtype) for t in mine[u]])
+            else:
+                flat = torch.empty(sum(math.prod(sh) for sh in shapes), dtype=G.dtype, device=G.device)
+            flat = _D.broadcast(flat, self.group, src=owners[u])
+            parts, pos = [], 0
+            for sh in shapes:
+                parts.append(flat[pos : pos + math.prod(sh)].view(sh))
+                pos += math.prod(sh)
+            if s.rank:
+                st["ritz_basis"], st["inverse_coef"], st["inverse_rho"] = parts[1], parts[2], parts[3]
+            chunks.setdefault(i, []).append(parts[0])
+        for i, (s, st, _) in enumerate(refresh):
+            st["inverse"] = torch.cat(chunks[i]) if s.kind == "per_neuron" and not s.rank else chunks[i][0]
+
     def preconditioned_gradients(self) -> dict[int, torch.Tensor]:
         """The preconditioned directions [ΔW | Δb] (m × d) of the last step, by layer index (for inspection)."""
         return {s.index: self.state[s.weight]["last_direction"] for s in self.specs if "last_direction" in self.state[s.weight]}
@@ -588,7 +718,7 @@ class RNGD(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         done: set[int] = set()
-        planned = []  # every layer's direction first, so that a refused metric leaves all parameters untouched
+        active = []
         for s in self.specs:
             W, b = s.weight, s.bias
             group = self._param_group.get(id(W))
@@ -597,16 +727,17 @@ class RNGD(torch.optim.Optimizer):
             done.add(id(W))
             if b is not None:
                 done.add(id(b))
-            if W.grad is None and (b is None or b.grad is None):
-                continue
-            st = self.state[W]
-            t = st.get("rngd_step", 0)
-            k = group["metric_every"]
-            if t % k == 0 or "metric" not in st:
-                self._update_metric(s, st, group["decay"] ** k)
-            if t % group["inverse_every"] == 0 or "inverse" not in st:
-                st["inverse"] = self._inverse(s, st["metric"], group, st)
-            st["rngd_step"] = t + 1
+            if W.grad is not None or (b is not None and b.grad is not None):
+                active.append((s, self.state[W], group))
+        # the metrics, then the inverses (each phase one round of communication under a group)
+        self._update_metrics([(s, st, g) for s, st, g in active
+                              if st.get("rngd_step", 0) % g["metric_every"] == 0 or "metric" not in st])
+        self._refresh_inverses([(s, st, g) for s, st, g in active
+                                if st.get("rngd_step", 0) % g["inverse_every"] == 0 or "inverse" not in st])
+        planned = []  # every layer's direction first, so that a refused metric leaves all parameters untouched
+        for s, st, group in active:
+            W, b = s.weight, s.bias
+            st["rngd_step"] = st.get("rngd_step", 0) + 1
             gW = W.grad if W.grad is not None else torch.zeros_like(W)
             g = gW if b is None else torch.cat([gW, (b.grad if b.grad is not None else torch.zeros_like(b))[:, None]], 1)
             planned.append((s, st, group, self._precondition(s, st, g)))
