@@ -927,3 +927,13 @@ def test_labels_as_list_uint8_or_numpy_are_accepted_where_labels_are_taken():
         data_splits.stratified_holdout([0, 1, 2], 0.3, seed=1, num_classes=2)
     with pytest.raises(ValueCheckError, match="seed must be an integer"):
         data_splits.stratified_holdout(y, 0.3, seed="abc")
+
+
+@needs_shared
+def test_cli_data_no_verify_and_the_checksum_error_is_one_line(tmp_path, capsys):
+    _flip_pixel_copy(tmp_path, gz=False)
+    assert main(["data", "fashion-mnist", "--split", "test", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "t10k-images-idx3-ubyte" in err and "verify=False" in err and len(err.strip().splitlines()) == 1
+    assert main(["data", "fashion-mnist", "--split", "test", "--root", str(tmp_path), "--no-verify"]) == 0
+    assert "N = 10000, E = 784, M = 10" in capsys.readouterr().out

@@ -346,7 +346,6 @@ def test_rngd_lr_must_be_a_number():
         RNGD(MLP([4, 8, 3]).parameters(), lr="a")
 
 
-@pytest.mark.xfail(strict=True, reason=_OWNER.format("data/loading.py"))
 @pytest.mark.parametrize("kw, needle", [({"seed": "abc"}, "seed"),
                                         pytest.param({"device": "cuda"}, "CUDA", marks=pytest.mark.skipif(
                                             torch.cuda.is_available(), reason="a GPU is visible"))])

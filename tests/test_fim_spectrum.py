@@ -14,7 +14,7 @@ from actionlab.experiments import get_experiment, make_config
 def test_fim_spectrum_quick(tmp_path):
     exp = get_experiment("fim-spectrum")
     cfg = make_config(exp.config_cls, "quick")
-    res = exp.run(cfg, RunOptions(out=tmp_path, seed=0, dtype="float64"))
+    res = exp.run(cfg, RunOptions(out=tmp_path, seed=0, dtype="float64", preset="quick"))
     Mmax = max(cfg.widths)
     big = [r for r in res.rows if r["M"] == Mmax]
     assert {r["activation"] for r in big} == set(cfg.activations)

@@ -4,7 +4,8 @@ One call, :func:`load`, gives the embedding vectors ``z`` (N × E float tensor,
 pixels scaled to [0, 1]) and the labels ``m`` (N long tensor) of
 
 =================  ==========================================  ============  ======
-name               source                                      N train/test  E
+name               source                                      files' N      E
+                                                               train/test
 =================  ==========================================  ============  ======
 ``digits``         scikit-learn's bundled 8×8 digits (offline)  1797 in all   64
 ``fashion-mnist``  IDX gzip files (Zalando), 28×28 grey         60000/10000   784

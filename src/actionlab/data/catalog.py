@@ -8,7 +8,8 @@ from __future__ import annotations
 from actionlab._checks import ValueCheckError
 
 __all__ = ["names", "canonical", "SPLITS", "STANDARDIZE", "REDUCTIONS", "MIRRORS", "IDX_FILES", "CIFAR_ARCHIVE",
-           "CIFAR_DIR", "CIFAR_TRAIN", "CIFAR_TEST", "CIFAR_MD5", "IDX_CONTENT_SHA256", "SUBDIRS", "DEFAULT_VALIDATION", "DIGITS_TEST_FRACTION"]
+           "CIFAR_DIR", "CIFAR_TRAIN", "CIFAR_TEST", "CIFAR_MD5", "IDX_CONTENT_SHA256", "SUBDIRS",
+           "DEFAULT_VALIDATION", "DIGITS_TEST_FRACTION"]
 
 SPLITS = ("train", "validation", "test")
 STANDARDIZE = ("none", "centre", "zscore")

@@ -79,7 +79,8 @@ class LoadSpec:
         if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
             raise ValueCheckError(f"dtype must be a torch floating dtype such as torch.float32, got {self.dtype!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
-            raise ValueCheckError(f"seed must be an integer (e.g. seed=0), got {self.seed!r} ({type(self.seed).__name__})")
+            raise ValueCheckError(
+                f"seed must be an integer (e.g. seed=0), got {self.seed!r} ({type(self.seed).__name__})")
         object.__setattr__(self, "seed", int(self.seed))
         object.__setattr__(self, "balance", bool(self.balance))
 

@@ -46,7 +46,7 @@ __all__ = [
     "spec_key",
 ]
 
-CACHE_VERSION = 2  # 2: the held-out validation part is data.splits.stratified_holdout's
+CACHE_VERSION = 3  # 2: the held-out validation part is data.splits.stratified_holdout's; 3: train/validation/test disjoint by default
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:

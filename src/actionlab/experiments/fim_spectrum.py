@@ -131,7 +131,7 @@ def _inputs(config: FimSpectrumConfig, T: int, M0: int, gen: torch.Generator, dt
     if "ds" not in data_cache:
         from actionlab.data import load
 
-        data_cache["ds"] = load(config.inputs, "train", standardize="zscore", dtype=torch.float64)
+        data_cache["ds"] = load(config.inputs, "train", standardize="zscore", dtype=torch.float64, validation=0)
     z = data_cache["ds"].z
     idx = torch.randperm(z.shape[0], generator=gen)[:T]
     return z[idx].to(dtype=dtype, device=device)
@@ -208,7 +208,7 @@ def _context(config: FimSpectrumConfig, options: RunOptions) -> _Context:
     if config.inputs != "gaussian":
         from actionlab.data import load
 
-        cache["ds"] = load(config.inputs, "train", standardize="zscore", dtype=torch.float64)
+        cache["ds"] = load(config.inputs, "train", standardize="zscore", dtype=torch.float64, validation=0)
         M0 = int(cache["ds"].z.shape[1])
     return _Context(config, options, _sigmas(config), cache, M0)
 

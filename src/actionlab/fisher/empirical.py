@@ -106,8 +106,19 @@ def _derivative(act: nn.Module | None, u: torch.Tensor) -> torch.Tensor | None:
     return g
 
 
+def _two_layer_stack(model: nn.Module) -> list[_Layer]:
+    """A TwoLayer f = U σ(W z + b) + c (000 §1.1) as Linear(W, b) → σ → Linear(U, c), sharing its parameters."""
+    first, second = nn.Linear(model.E, model.H), nn.Linear(model.H, model.M)
+    first.weight, first.bias, second.weight, second.bias = model.W, model.b, model.U, model.c
+    return [_Layer(first, ActivationModule(model.activation)), _Layer(second, None)]
+
+
 def _parse(model: nn.Module) -> list[_Layer]:
-    """Split an MLP / nn.Sequential into (Linear, elementwise activation) pairs; clear error otherwise."""
+    """Split an MLP / nn.Sequential / TwoLayer into (Linear, elementwise activation) pairs; clear error otherwise."""
+    from actionlab.models import TwoLayer
+
+    if isinstance(model, TwoLayer):
+        return _two_layer_stack(model)
     net = model.net if hasattr(model, "net") and isinstance(model.net, nn.Sequential) else model
     if not isinstance(net, nn.Sequential):
         raise ValueCheckError(
