@@ -30,6 +30,7 @@ Run::
     python benchmarks/bench_expansion.py                 # the full work (minutes; autodiff only up to K = 4)
     python benchmarks/bench_expansion.py --quick         # N = 2,000, H = 512, K ∈ {2, 4}
     python benchmarks/bench_expansion.py --autodiff-max-k 6 --out runs/bench-expansion.json
+    python benchmarks/bench_expansion.py --device cuda   # the torch methods on a GPU (no JAX anchor)
 """
 
 from __future__ import annotations
@@ -65,12 +66,14 @@ def _current_rss_mb() -> float:
         return _rss_mb()
 
 
-def _best(fn, repeats: int) -> tuple[float, object]:
+def _best(fn, repeats: int, sync=lambda: None) -> tuple[float, object]:
     out = fn()  # warm-up
+    sync()
     best = math.inf
     for _ in range(repeats):
         t = time.perf_counter()
         out = fn()
+        sync()  # a GPU runs asynchronously: time the finished work
         best = min(best, time.perf_counter() - t)
     return best, out
 
@@ -80,32 +83,38 @@ def _best(fn, repeats: int) -> tuple[float, object]:
 # ---------------------------------------------------------------------------------------------
 
 
-def one(method: str, K: int, folder: Path, repeats: int, threads: int | None) -> dict:
+def one(method: str, K: int, folder: Path, repeats: int, threads: int | None, device: str = "cpu") -> dict:
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    z = torch.from_numpy(np.load(folder / "z.npy"))
-    labels = torch.from_numpy(np.load(folder / "labels.npy")).long()
-    th = {k: torch.from_numpy(np.load(folder / f"{k}.npy")) for k in ("U", "c", "W", "b")}
+    dev = torch.device(device)
+    z = torch.from_numpy(np.load(folder / "z.npy")).to(dev)
+    labels = torch.from_numpy(np.load(folder / "labels.npy")).long().to(dev)
+    th = {k: torch.from_numpy(np.load(folder / f"{k}.npy")).to(dev) for k in ("U", "c", "W", "b")}
+    cuda = dev.type == "cuda"
+    sync = (lambda: torch.cuda.synchronize(dev)) if cuda else (lambda: None)
     import gc
 
     gc.collect()
     base_rss = _current_rss_mb()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
+        base_gpu = torch.cuda.memory_allocated(dev) / 2**20
     if method == "projection":
         W = th["W"]
-        t, _ = _best(lambda: z @ W.T, repeats)
+        t, _ = _best(lambda: z @ W.T, repeats, sync)
         coeffs = None
     elif method == "actionlab":
         from actionlab.expansion import action_series
 
-        t, out = _best(lambda: action_series(th, z, labels, K, activation="silu"), repeats)
+        t, out = _best(lambda: action_series(th, z, labels, K, activation="silu"), repeats, sync)
         coeffs = [float(x) for x in out]
     elif method == "autodiff":
         silu = torch.nn.functional.silu
 
         def nested():
-            tt = torch.zeros((), dtype=z.dtype, requires_grad=True)
+            tt = torch.zeros((), dtype=z.dtype, device=z.device, requires_grad=True)
             logits = silu(z @ (tt * th["W"]).T + tt * th["b"]) @ (tt * th["U"]).T + tt * th["c"]
             g = torch.nn.functional.cross_entropy(logits, labels)
             res = [float(g)]
@@ -114,11 +123,13 @@ def one(method: str, K: int, folder: Path, repeats: int, threads: int | None) ->
                 res.append(float(g) / math.factorial(k))
             return res
 
-        t, coeffs = _best(nested, repeats)
+        t, coeffs = _best(nested, repeats, sync)
     else:
         raise ValueError(method)
-    return {"method": method, "K": K, "time_s": t, "peak_mb": _rss_mb() - base_rss, "coeffs": coeffs,
-            "threads": torch.get_num_threads()}
+    # peak extra memory: the GPU's allocator peak on cuda, the resident set on the CPU
+    peak = torch.cuda.max_memory_allocated(dev) / 2**20 - base_gpu if cuda else _rss_mb() - base_rss
+    return {"method": method, "K": K, "time_s": t, "peak_mb": peak, "coeffs": coeffs,
+            "threads": torch.get_num_threads(), "device": str(dev)}
 
 
 JET_SCRIPT = r"""
@@ -173,13 +184,15 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats after a warm-up (default 3; --quick 1)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--no-jet", action="store_true", help="skip the JAX anchor")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N for the torch methods (the JAX anchor is "
+                                                     "skipped on a GPU: it runs on the CPU)")
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     ap.add_argument("--one", nargs=3, metavar=("METHOD", "K", "FOLDER"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
     if args.one:
         m, K, folder = args.one
-        print(json.dumps(one(m, int(K), Path(folder), repeats, args.threads)))
+        print(json.dumps(one(m, int(K), Path(folder), repeats, args.threads, args.device)))
         return 0
 
     import torch
@@ -195,7 +208,8 @@ def main(argv=None) -> int:
     g = torch.Generator().manual_seed(0)
     th = {"U": torch.randn(M, H, generator=g) * 0.05, "c": torch.randn(M, generator=g) * 0.05,
           "W": torch.randn(H, E, generator=g) * 0.05, "b": torch.randn(H, generator=g) * 0.05}
-    print(f"work: Fashion-MNIST test N = {N}, E = {E}, M = {M}, H = {H}, silu, float32, K = {orders}, best of {repeats}")
+    print(f"work: Fashion-MNIST test N = {N}, E = {E}, M = {M}, H = {H}, silu, float32, K = {orders}, best of {repeats}, "
+          f"device {args.device}")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (timings on a shared machine are inflated)")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -205,7 +219,11 @@ def main(argv=None) -> int:
         for k, v in th.items():
             np.save(folder / f"{k}.npy", v.numpy())
         me = [sys.executable, str(Path(__file__).resolve())]
-        extra = ["--repeats", str(repeats)] + (["--threads", str(args.threads)] if args.threads else [])
+        extra = ["--repeats", str(repeats), "--device", args.device] + (
+            ["--threads", str(args.threads)] if args.threads else [])
+        if args.device != "cpu" and not args.no_jet:
+            args.no_jet = True
+            print(f"jet: skipped — --device {args.device}; the JAX anchor runs on the CPU only")
         jet_ok = JAX_PY.exists() and not args.no_jet
         if not jet_ok and not args.no_jet:
             print(f"jet: skipped — no JAX environment at {JAX_PY} (see this script's docstring to create it)")
@@ -264,6 +282,7 @@ def main(argv=None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"N": N, "E": E, "M": M, "H": H, "orders": orders, "repeats": repeats,
+                                        "device": args.device,
                                         "load_average": os.getloadavg(), "cpus": os.cpu_count(),
                                         "results": results, "table": table}, indent=2))
         print(f"wrote {args.out}")

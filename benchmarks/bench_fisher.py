@@ -250,7 +250,7 @@ def _ks_nonzero(r: dict, ref: dict) -> float:
 
     P, nz = r["P"], np.asarray(ref["eigenvalues_nonzero"])
     xs = np.linspace(0.01 * nz.max(), 1.2 * nz.max(), 2000)
-    exact = 1.0 - np.searchsorted(nz, xs, side="right") / P  # mass above x
+    exact = (nz.size - np.searchsorted(nz, xs, side="right")) / P  # mass of F's spectrum above x
     if "nodes" in r:
         nodes, weights = np.asarray(r["nodes"]), np.asarray(r["weights"])
         est = ((nodes[:, :, None] > xs[None, None, :]) * weights[:, :, None]).sum(1).mean(0)

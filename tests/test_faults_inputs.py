@@ -285,12 +285,11 @@ def test_run_options_device_and_out_api():
     assert resolve_device("cpu").type == "cpu"
 
 
-# --- in modules other engineers own: the failing cases, for the lead (issue 15 item 4) --------------
+# --- API inputs of the Fisher modules and RNGD (issue 15 item 4) -----------------------------------
 
 _OWNER = "issue 15 item 4, not yet fixed in {} (owned by another engineer this wave)"
 
 
-@pytest.mark.xfail(strict=True, reason=_OWNER.format("fisher/meanfield.py"))
 def test_meanfield_negative_alphas_and_non_integer_M():
     from actionlab.fisher import meanfield as mf
 
@@ -300,7 +299,6 @@ def test_meanfield_negative_alphas_and_non_integer_M():
         mf.Architecture.uniform("tanh", 2, 2.5)
 
 
-@pytest.mark.xfail(strict=True, reason=_OWNER.format("fisher/meanfield.py"))
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_meanfield_non_finite_q_hat0(bad):
     from actionlab.fisher import meanfield as mf
@@ -317,7 +315,6 @@ def test_meanfield_non_finite_sigma_w2():
         _named(lambda: mf.predict(mf.Architecture.uniform("tanh", 2, 8, sigma_w2=bad)), "sigma_w2")
 
 
-@pytest.mark.xfail(strict=True, reason=_OWNER.format("fisher/empirical.py"))
 def test_fisher_statistics_nan_weights():
     from actionlab.fisher.empirical import fisher_statistics
     from actionlab.models import MLP
@@ -337,7 +334,6 @@ def test_fisher_statistics_empty_and_nan_inputs():
     _named(lambda: fisher_statistics(MLP([4, 8, 3]), torch.full((2, 4), float("nan"))), "non-finite")
 
 
-@pytest.mark.xfail(strict=True, reason=_OWNER.format("optim/rngd.py"))
 def test_rngd_lr_must_be_a_number():
     from actionlab.models import MLP
     from actionlab.optim.rngd import RNGD

@@ -285,3 +285,18 @@ def test_scaling_quick(tmp_path):
     assert set(payload["figures"]) == {"scaling_loglog.png", "scaling_alpha_vs_E.png"}
     for fig in payload["figures"]:
         assert (out / fig).stat().st_size > 1000
+
+
+def test_the_script_trains_on_the_whole_training_file():
+    import torch as _torch
+
+    from actionlab.experiments.scaling import _load, _splits
+
+    cfg = make_config(ScalingConfig, "full")
+    train, test = _load(cfg, 0, _torch.float32)
+    assert (len(train), len(test)) == (60000, 10000)  # the script's x_train, x_test
+    assert float(train.z.min()) == 0.0 and float(train.z.max()) == 1.0  # x / 255
+    fit, val, tst = _splits(train, test, cfg, 0)
+    assert len(fit[0]) == 60000 and val[0] is tst[0]  # full: early stopping on the test split, as the script
+    fit, val, tst = _splits(train, test, make_config(ScalingConfig, "default"), 3)
+    assert (len(fit[0]), len(val[0])) == (54000, 6000) and len(tst[0]) == 10000  # held out, disjoint from test

@@ -154,6 +154,17 @@ def test_conjecture_quick_partial_sums_and_first_order(tmp_path, cache_dir):
 
 
 @pytest.mark.slow
+def test_conjecture_relu_says_the_series_is_refused(tmp_path, cache_dir):
+    """relu has a kink at 0: leading_series refuses it, and the run says so in a claim and its summary."""
+    res, payload = _run("conjecture", tmp_path, cache_dir, activation="relu")
+    claim = next(c for c in payload["claims"] if c["id"] == "001.all-orders-kinked")
+    assert claim["verdict"] == "inconclusive" and "not analytic at 0" in claim["details"]
+    assert res.leading == {} and math.isfinite(res.S_star) and 0 < res.S_star < math.log(10)
+    assert "not analytic at 0" in (tmp_path / "conjecture" / "summary.md").read_text()
+    assert res.taylor_coefficients[0] == pytest.approx(math.log(10), rel=1e-12)
+
+
+@pytest.mark.slow
 def test_j_stats_quick(tmp_path, cache_dir):
     res, payload = _run("j-stats", tmp_path, cache_dir)
     combos = {(r["split"], r["standardize"], r["embedding"]) for r in res.rows}

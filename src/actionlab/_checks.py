@@ -133,6 +133,12 @@ def check_choice(value: str, choices: Iterable[str], what: str) -> str:
 
 def check_positive(value: float, name: str, allow_zero: bool = False) -> float:
     """Require a positive (or non-negative) finite number."""
+    import numbers
+
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueCheckError(f"{name} must be a number, got {value!r} ({type(value).__name__}); pass e.g. {name}=0.01")
     ok = value >= 0 if allow_zero else value > 0
     if not ok or value != value or value in (float("inf"), float("-inf")):
         bound = "≥ 0" if allow_zero else "> 0"

@@ -31,6 +31,21 @@ same ``--out`` fails at once, naming the holder's pid and start time.
 
 ``actionlab EXPERIMENT --print-config [--preset P] [flags]`` prints the
 resolved config as JSON and exits, without running anything.
+
+Under ``torchrun`` (``RANK`` and ``WORLD_SIZE`` set): ``torchrun
+--nproc_per_node=N -m actionlab EXPERIMENT …`` initialises the default process
+group (:func:`actionlab.distributed.init_from_env`; gloo for ``--device cpu``,
+NCCL for ``cuda``, each process on the GPU ``LOCAL_RANK``) and hands it to the
+experiment as ``RunOptions.group``; the experiment shards its data by rank.
+Rank 0 alone checks, locks and writes the run folder (the other ranks'
+:class:`actionlab.runs.RunFolder` writes nothing) and prints the summary; the
+run folder (also the default one) is rank 0's on every rank. A check that
+fails on one rank before the run raises on every rank
+(:func:`actionlab.distributed.raise_together`); a rank that fails during the
+run exits, which breaks its peers' pending collectives (and torchrun stops
+them), and rank 0 marks the folder ``FAILED``. The process group is destroyed
+when the command ends. Commands that are not experiments refuse to run under
+a world size above 1.
 """
 
 from __future__ import annotations
@@ -232,27 +247,48 @@ def _resolved_config(exp, args: argparse.Namespace):
     return make_config(exp.config_cls, args.preset, **overrides)
 
 
+def _open_folder(name: str, options):
+    """Rank 0: the default ``--out``, its checks and its lock; then every rank takes rank 0's folder.
+
+    Returns rank 0's lock (None on the other ranks). A failed check raises on every rank.
+    """
+    from actionlab import distributed
+    from actionlab.config import check_out_dir
+    from actionlab.runs import acquire_lock, default_out
+
+    lock, error = None, None
+    if options.is_rank0:
+        try:
+            if options.out is None:
+                options.out = default_out(name)
+                options.command = f"{options.command} --out {shlex.quote(str(options.out))}"
+            check_out_dir(options.out)
+            lock = acquire_lock(options.out, options.command)
+        except Exception as exc:  # noqa: BLE001 - raised on every rank below
+            error = exc
+    distributed.raise_together(error, options.group)
+    options.out, options.command = distributed.broadcast_object((options.out, options.command), options.group)
+    return lock
+
+
 def _experiment_handler(exp):
     def handler(args: argparse.Namespace, options) -> int:
-        from actionlab.config import check_out_dir
-        from actionlab.runs import acquire_lock, default_out, folder_state, mark_failed, to_jsonable
+        from actionlab.runs import folder_state, mark_failed, to_jsonable
 
         config = _resolved_config(exp, args)
         if getattr(args, "print_config", False):
-            print(json.dumps(to_jsonable(dataclasses.asdict(config)), indent=2, allow_nan=False))
+            if options.is_rank0:
+                print(json.dumps(to_jsonable(dataclasses.asdict(config)), indent=2, allow_nan=False))
             return 0
-        if options.out is None:
-            options.out = default_out(exp.name)
-            options.command = f"{options.command} --out {shlex.quote(str(options.out))}"
-        check_out_dir(options.out)
-        lock = acquire_lock(options.out, options.command)
+        lock = _open_folder(exp.name, options)
         try:
             try:
                 exp.run(config, options)
             except BaseException as exc:
-                mark_failed(options.out, _error_text(exc), command=options.command)
+                if options.is_rank0:
+                    mark_failed(options.out, _error_text(exc), command=options.command)
                 raise
-            if folder_state(options.out) != "finished":
+            if options.is_rank0 and folder_state(options.out) != "finished":
                 mark_failed(options.out, "the experiment returned without finishing its run folder",
                             command=options.command)
                 raise RuntimeError(f"experiment {exp.name!r} returned without finishing its run folder "
@@ -260,12 +296,15 @@ def _experiment_handler(exp):
         finally:
             if lock is not None:
                 lock.release()
+        if not options.is_rank0:
+            return 0
         summary = Path(options.out) / "summary.md"
         if summary.exists():
             print(summary.read_text(encoding="utf-8", errors="replace"))
         print(f"run folder: {options.out}")
         return 0
 
+    handler.distributed = True  # type: ignore[attr-defined]  # runs under torchrun (the group on RunOptions)
     return handler
 
 
@@ -300,24 +339,84 @@ def build_parser(names: Iterable[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _launched_by_torchrun() -> bool:
+    import os
+
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def _interrupt(signum, frame) -> None:  # noqa: ARG001 - a signal handler's signature
+    raise KeyboardInterrupt
+
+
+def _start_group(args: argparse.Namespace, options):
+    """Under torchrun: the default process group for ``--device`` (None otherwise), set on ``options``.
+
+    The command that repeats the run is prefixed with the torchrun launch; SIGTERM (torchrun stopping
+    the ranks after one failed) becomes an interrupt, so the run folder is marked failed.
+    """
+    import os
+    import signal
+
+    from actionlab._checks import ValueCheckError
+
+    if not _launched_by_torchrun():
+        return None
+    if not getattr(args._handler, "distributed", False):
+        if int(os.environ["WORLD_SIZE"]) > 1:
+            raise ValueCheckError(f"actionlab {args.command} does not run under torchrun with WORLD_SIZE > 1 (only "
+                                  f"experiments do); run it as one process")
+        return None
+    from actionlab import distributed
+    from actionlab.config import resolve_device
+
+    group = distributed.init_from_env(resolve_device(args.device))
+    options.group = group
+    size = options.world_size
+    if size > 1:
+        signal.signal(signal.SIGTERM, _interrupt)
+        nodes = size // int(os.environ.get("LOCAL_WORLD_SIZE", size))
+        launch = f"torchrun --nproc_per_node={os.environ.get('LOCAL_WORLD_SIZE', size)}"
+        launch += f" --nnodes={nodes}" if nodes > 1 else ""
+        if options.command and options.command.startswith("actionlab "):
+            options.command = f"{launch} -m {options.command}"
+    return group
+
+
+def _stop_group(group) -> None:
+    if group is not None:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    group, rank = None, ""
     try:
         options = options_from_args(args, argv, check=not getattr(args, "print_config", False))
+        group = _start_group(args, options)
+        if group is not None and options.world_size > 1:
+            from actionlab import distributed
+
+            rank = f" (rank {distributed.world(group)[0]})"
         return int(args._handler(args, options) or 0)
     except KeyboardInterrupt:
-        print(f"actionlab {args.command}: error: interrupted", file=sys.stderr)
+        print(f"actionlab {args.command}{rank}: error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         from actionlab._checks import ActionlabError
 
         if isinstance(exc, ActionlabError):
-            print(f"actionlab {args.command}: error: {exc}", file=sys.stderr)
+            print(f"actionlab {args.command}{rank}: error: {exc}", file=sys.stderr)
             return 2
         if isinstance(exc, OSError):  # a full disk, a permission, a vanished folder: the system's one line
             where = f": {exc.filename}" if exc.filename else ""
-            print(f"actionlab {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+            print(f"actionlab {args.command}{rank}: error: {exc.strerror or exc}{where}", file=sys.stderr)
             return 2
         raise
+    finally:
+        _stop_group(group)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -106,6 +107,14 @@ class RunOptions:
     ``preset``: the config preset the run uses (``quick``, ``default``,
     ``full``; ``None`` from Python); ``command``: the command line that
     repeats the run (``None`` when started from Python).
+
+    ``group``: the ``torch.distributed`` ProcessGroup the run is spread over
+    (the CLI sets it under ``torchrun``: :func:`actionlab.distributed.init_from_env`),
+    or ``None`` for this process alone. Experiments shard their data by it and
+    pass it on as ``group=`` (docs/distributed.md); only its rank 0 writes the run
+    folder. It is a live object, not a setting: it is left out of ``repr``,
+    comparisons and every JSON file — the run folder's provenance records
+    :attr:`world_size` and :attr:`backend` instead.
     """
 
     out: Path | None = None
@@ -115,6 +124,28 @@ class RunOptions:
     extra: dict = field(default_factory=dict)
     preset: str | None = None
     command: str | None = None
+    group: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def world_size(self) -> int:
+        """The number of processes of :attr:`group` (1 for ``group=None``)."""
+        from actionlab import distributed
+
+        return distributed.world(self.group)[1]
+
+    @property
+    def backend(self) -> str | None:
+        """The backend of :attr:`group` (``gloo``, ``nccl``, …), None for one process."""
+        from actionlab import distributed
+
+        return distributed.backend(self.group)
+
+    @property
+    def is_rank0(self) -> bool:
+        """Whether this process writes files (rank 0 of :attr:`group`; always True for one process)."""
+        from actionlab import distributed
+
+        return distributed.is_rank0(self.group)
 
     @property
     def torch_device(self) -> torch.device:

@@ -626,15 +626,28 @@ class RunFolder:
     when another live process writes there), removes a ``FAILED`` marker and writes
     ``RUNNING``; every file goes through :func:`atomic_write_bytes` and into the
     manifest; :meth:`finish` removes ``RUNNING`` and releases the lock.
+
+    Under a process group (``options.group``, set by the CLI under ``torchrun``) rank 0
+    alone writes: on every other rank the folder is a *silent writer* — it neither creates,
+    locks nor writes anything (``write_text``, ``save_figure``, ``finish`` only return the
+    path they would have written; figures are closed), so an experiment calls it the same way
+    on every rank. ``provenance.json`` records ``world_size`` and ``backend`` (1 and ``None``
+    for one process).
     """
 
     def __init__(self, path: Any, experiment: str, config: Any = None, seed: int | None = None, data: Any = None):
+        from actionlab import distributed
         from actionlab.config import check_out_dir
 
         options = None if isinstance(path, (str, Path)) else path
         if options is not None and getattr(options, "out", None) is None:
             raise ValueError("RunFolder needs RunOptions with an output folder (options.out is None)")
-        self.path = check_out_dir(options.out if options is not None else path)
+        group = getattr(options, "group", None)
+        self.world = distributed.describe(group)
+        #: whether this process writes the folder (rank 0 of the run's group; always for one process)
+        self.writer = self.world["rank"] == 0
+        target = options.out if options is not None else path
+        self.path = check_out_dir(target) if self.writer else Path(target)
         self.experiment = experiment
         self.config = config
         self.seed = seed if seed is not None or options is None else options.seed
@@ -645,9 +658,13 @@ class RunFolder:
         self.figures: list[str] = []
         self.claims: list[Claim] = []
         self._t0 = time.perf_counter()
+        self._lock: FolderLock | None = None
+        self._written: list[str] = []
+        if not self.writer:
+            return
         self._lock = acquire_lock(self.path, self.command)
         _remove_temp_files(self.path)
-        self._written: list[str] = _manifest(self.path)
+        self._written = _manifest(self.path)
         (self.path / FAILED).unlink(missing_ok=True)
         self._write(RUNNING, _dt.datetime.now(_dt.timezone.utc).isoformat().encode())
 
@@ -659,6 +676,8 @@ class RunFolder:
     def _write(self, name: str, data: bytes) -> Path:
         if not _plain_name(name) or name in (LOCK, MANIFEST):
             raise ValueError(f"{name!r} is not a file name inside the run folder (no '/', not LOCK or the manifest)")
+        if not self.writer:
+            return self.path / name
         if name != RUNNING:
             self._record(name)
         return atomic_write_bytes(self.path / name, data)
@@ -674,9 +693,13 @@ class RunFolder:
         fname = name if name.endswith(".png") else f"{name}.png"
         if not _plain_name(fname):
             raise ValueError(f"figure name {name!r} must be a plain file name (no '/')")
-        self._record(fname)
-        target = atomic_savefig(fig, self.path / fname, dpi=dpi, bbox_inches="tight")
-        plt.close(fig)
+        if not self.writer:
+            plt.close(fig)
+            target = self.path / fname
+        else:
+            self._record(fname)
+            target = atomic_savefig(fig, self.path / fname, dpi=dpi, bbox_inches="tight")
+            plt.close(fig)
         if target.name not in self.figures:
             self.figures.append(target.name)
         return target
@@ -693,11 +716,17 @@ class RunFolder:
         return self.write_text(name, json.dumps(to_jsonable(obj), indent=2, allow_nan=False))
 
     def finish(self, result: Any, summary: str | None = None) -> Path:
-        """Write results.json, provenance.json and summary.md; remove the RUNNING marker; release the lock."""
+        """Write results.json, provenance.json and summary.md; remove the RUNNING marker; release the lock.
+
+        On a rank other than 0 of the run's group nothing is written; the path of results.json is returned.
+        """
+        if not self.writer:
+            return self.path / "results.json"
         wall = time.perf_counter() - self._t0
         extra: dict[str, Any] = {"preset": self.preset}
         if self._options is not None:
             extra.update(device=str(self._options.device), dtype=str(self._options.dtype))
+        extra.update(world_size=self.world["world_size"], backend=self.world["backend"])
         extra["wall_time_s"] = wall
         prov = provenance(seed=self.seed, data=self.data, extra=extra, command=self.command)
         payload = {

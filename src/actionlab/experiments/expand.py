@@ -10,6 +10,13 @@ activation's one-sided series stops being exact
 (:func:`actionlab.expansion.kink_radius`). Writes ``results.json`` and
 ``summary.md``.
 
+Under ``torchrun`` (``RunOptions.group``) every rank loads the same data and θ
+(the same seed), keeps its shard of the samples
+(:func:`actionlab.distributed.shard`, rank order) and passes ``group=`` to
+``action_series``, ``action_exact`` and ``terms``: the numbers are those of
+one process on all samples, to round-off; the kink radius is the minimum over
+the ranks' radii.
+
 Examples::
 
     actionlab expand --data digits --activation silu --hidden 64 --order 6
@@ -24,6 +31,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
+
+import torch
 
 from actionlab._display import short_repr
 from actionlab.config import RunOptions, seed_everything
@@ -107,19 +116,26 @@ def _load(config: ExpandConfig, options: RunOptions):
     return ds, theta, model.activation, base
 
 
-def _partial_sums(S, theta, base, ds, act, config: ExpandConfig, radius: float) -> list[PartialSum]:
+def _shard(ds, group):
+    """This rank's contiguous shard of the samples (all of them for ``group=None``)."""
+    from actionlab import distributed
+
+    return ds.subset(torch.arange(len(ds))[distributed.shard(len(ds), group)]) if group is not None else ds
+
+
+def _partial_sums(S, theta, base, ds, act, config: ExpandConfig, radius: float, group=None) -> list[PartialSum]:
     from actionlab.expansion import action_exact
 
     out = []
     for t in config.t:
         point = {k: (0 if base is None else base[k]) + t * v for k, v in theta.items()}
-        exact = float(action_exact(point, ds.z, ds.labels, activation=act, batch_size=config.batch_size))
+        exact = float(action_exact(point, ds.z, ds.labels, activation=act, batch_size=config.batch_size, group=group))
         sums = [sum(S[j] * t**j for j in range(k + 1)) for k in range(len(S))]
         out.append(PartialSum(t=t, exact=exact, partial_sums=sums, within_kink_radius=t < radius))
     return out
 
 
-def _named_terms(theta, ds, act, base, batch_size):
+def _named_terms(theta, ds, act, base, batch_size, group=None):
     """(terms, note): the notes' named terms of S_2, S_3 at θ = 0, or why they are not computed."""
     from actionlab._checks import ValueCheckError
     from actionlab.expansion import terms
@@ -127,7 +143,7 @@ def _named_terms(theta, ds, act, base, batch_size):
     if base is not None:
         return None, "named terms are defined at θ = 0 only (no --base)"
     try:
-        return terms(theta, ds.z, ds.labels, activation=act, batch_size=batch_size, exact=False), ""
+        return terms(theta, ds.z, ds.labels, activation=act, batch_size=batch_size, exact=False, group=group), ""
     except ValueCheckError as exc:
         return None, str(exc)
 
@@ -167,18 +183,22 @@ def _summary(res: ExpandResult, ds, act, config: ExpandConfig) -> str:
                      sources=("000", "001"), order=10)
 def run(config: ExpandConfig, options: RunOptions) -> ExpandResult:
     """S_0..S_K along θ from the base point, the partial sums, the kink radius and the named terms."""
+    from actionlab import distributed
     from actionlab.expansion import action_series, kink_radius
     from actionlab.runs import RunFolder
 
+    group = options.group
     ds, theta, act, base = _load(config, options)
     folder = RunFolder(options, "expand", config, seed=options.seed, data=ds.info)
-    ser = action_series(theta, ds.z, ds.labels, config.order, base=base, activation=act,
-                        batch_size=config.batch_size, progress=None)
+    local = _shard(ds, group)
+    ser = action_series(theta, local.z, local.labels, config.order, base=base, activation=act,
+                        batch_size=config.batch_size, progress=None, group=group)
     S = [float(x) for x in ser]
-    radius = kink_radius(theta, ds.z, base, activation=act)
-    named, note = _named_terms(theta, ds, act, base, config.batch_size)
+    radius = -distributed.all_reduce_max(-kink_radius(theta, local.z, base, activation=act), group)
+    named, note = _named_terms(theta, local, act, base, config.batch_size, group)
     res = ExpandResult(S=S, order=config.order, activation=act.name, M=ds.num_classes, H=theta["U"].shape[1],
                        E=ds.z.shape[1], N=len(ds), kink_radius=radius,
-                       partial_sums=_partial_sums(S, theta, base, ds, act, config, radius), terms=named, terms_note=note)
+                       partial_sums=_partial_sums(S, theta, base, local, act, config, radius, group), terms=named,
+                       terms_note=note)
     folder.finish(res, _summary(res, ds, act, config))
     return res

@@ -137,13 +137,40 @@ def _inputs(config: FimSpectrumConfig, T: int, M0: int, gen: torch.Generator, dt
     return z[idx].to(dtype=dtype, device=device)
 
 
+def _fisher_statistics(net, x: torch.Tensor, group=None, spectrum: bool = True):
+    """m = tr F*/P (A.3), s = ‖F*‖²_F/P (A.24), λ_max = ‖F*‖₂ (Theorem 4) of ``net`` on ``x`` (all T inputs).
+
+    One process (or fewer inputs than ranks): :func:`actionlab.fisher.empirical.fisher_statistics`.
+    With a process group every rank holds the same ``x`` and keeps its shard
+    (:func:`actionlab.distributed.shard`): F* by block rows (``DualFisherOperator(group=)``), m and s by
+    all-reduce, λ_max by Lanczos with the distributed product; the spectrum (``spectrum``) by gathering F*.
+    """
+    from types import SimpleNamespace
+
+    from actionlab import distributed as _D
+
+    if not _D.is_distributed(group) or x.shape[0] < _D.world(group)[1]:
+        return emp.fisher_statistics(net, x)
+    from actionlab.fisher.operators import DualFisherOperator
+    from actionlab.fisher.spectral import top_eigenpairs
+
+    op = DualFisherOperator(net, x[_D.shard(x.shape[0], group)], group=group)
+    P = op.full_dim
+    lam = float(top_eigenpairs(op, 1, tol=0.0).values[0])
+    ev = torch.linalg.eigvalsh(op.dense()).flip(0).cpu().numpy().astype(np.float64) if spectrum else None
+    return SimpleNamespace(m=op.trace() / P, s=op.frobenius_sq() / P, lambda_max=lam, num_params=int(P), eigenvalues=ev)
+
+
 def measure(arch: mf.Architecture, x: torch.Tensor, gen: torch.Generator, dtype=torch.float64, device=None,
-            fr: bool = True, spectrum: bool = False, layers: bool = False) -> dict:
+            fr: bool = True, spectrum: bool = False, layers: bool = False, group=None) -> dict:
     """One random network of ``arch``: measured m, s, λ_max (dual matrix), the weights-only Fisher–Rao norm
-    (``fr``), all eigenvalues of F* (``spectrum``) and the per-layer terms F*_l of A.19 (``layers``)."""
+    (``fr``), all eigenvalues of F* (``spectrum``) and the per-layer terms F*_l of A.19 (``layers``).
+
+    ``group``: m, s, λ_max (and the spectrum) over a process group (:func:`_fisher_statistics`); the
+    Fisher–Rao norms and the layer terms are computed by every rank on all of ``x``."""
     net = MLP(list(arch.widths), activation=arch.activation, sigma_w2=arch.sigma_w2, sigma_b2=arch.sigma_b2,
               output_activation=arch.output_activation, generator=gen, dtype=dtype, device=device)
-    st = emp.fisher_statistics(net, x)
+    st = _fisher_statistics(net, x, group, spectrum)
     out = {"m": st.m, "s": st.s, "lambda_max": st.lambda_max, "num_params": st.num_params}
     if spectrum:
         out["eigenvalues"] = [float(v) for v in st.eigenvalues]
@@ -224,7 +251,8 @@ def _width_row(ctx: _Context, a: str, M: int, res: FimSpectrumResult) -> None:
         gen = torch.Generator().manual_seed(ctx.options.seed * 100_003 + s * 7919 + M)
         x = ctx.inputs(config.T, widths[0], gen)
         qs.append(ctx.input_stats(x))
-        vals.append(measure(arch, x, gen, dtype=ctx.dtype, device=ctx.device, spectrum=True, layers=True))
+        vals.append(measure(arch, x, gen, dtype=ctx.dtype, device=ctx.device, spectrum=True, layers=True,
+                            group=ctx.options.group))
     q0, q0st = np.mean(qs, axis=0)
     th = mf.predict(arch, T=config.T, q_hat0=q0, q_hat0_st=q0st)
     levels = [f * th.lambda_bulk for f in config.markov_levels]
@@ -275,7 +303,7 @@ def _t_sweep(ctx: _Context, res: FimSpectrumResult) -> None:
             net = MLP(widths, activation=a, sigma_w2=sw, sigma_b2=sb, generator=gen, dtype=ctx.dtype, device=ctx.device)
             xall = ctx.inputs(max(config.T_grid), widths[0], gen)
             for T in config.T_grid:
-                st = emp.fisher_statistics(net, xall[:T])
+                st = _fisher_statistics(net, xall[:T], ctx.options.group, spectrum=False)
                 q0, q0st = ctx.input_stats(xall[:T]) if T > 1 else (ctx.input_stats(xall[:2])[0], 0.0)
                 th = mf.predict(arch, T=T, q_hat0=q0, q_hat0_st=q0st)
                 res.t_rows.append({"activation": a, "M": M, "T": T, "seed": s, "m": st.m, "s": st.s,
@@ -295,7 +323,7 @@ def _relu_boundary(ctx: _Context, res: FimSpectrumResult) -> None:
         for s in range(config.relu_output_seeds):
             gen = torch.Generator().manual_seed(ctx.options.seed * 100_003 + s * 7919 + 77)
             x = ctx.inputs(config.T, widths[0], gen)
-            vals.append(measure(net_arch, x, gen, dtype=ctx.dtype, device=ctx.device, fr=False))
+            vals.append(measure(net_arch, x, gen, dtype=ctx.dtype, device=ctx.device, fr=False, group=ctx.options.group))
         for boundary in (None, "relu"):
             th = mf.predict(mf.Architecture("relu", widths, M=M, sigma_w2=sw, sigma_b2=sb,
                                             output_activation=boundary), T=config.T)
@@ -315,7 +343,7 @@ def _c_sweep(ctx: _Context, res: FimSpectrumResult) -> None:
         gen = torch.Generator().manual_seed(ctx.options.seed * 100_003 + C)
         x = ctx.inputs(config.C_T, widths[0], gen)
         arch = mf.Architecture(a0, widths, M=config.C_width, sigma_w2=sw, sigma_b2=sb)
-        v = measure(arch, x, gen, dtype=ctx.dtype, device=ctx.device, fr=False)
+        v = measure(arch, x, gen, dtype=ctx.dtype, device=ctx.device, fr=False, group=ctx.options.group)
         th = mf.predict(arch, T=config.C_T)
         res.c_rows.append({"activation": a0, "M": config.C_width, "C": C, "T": config.C_T, "m": v["m"], "m_theory": th.m,
                            "s": v["s"], "s_lower": th.s_lower, "s_upper": th.s_upper, "lambda_max": v["lambda_max"],
@@ -330,7 +358,7 @@ def _quick_check(ctx: _Context, res: FimSpectrumResult) -> None:
     for s in range(max(ctx.config.seeds, 6)):
         gen = torch.Generator().manual_seed(ctx.options.seed * 100_003 + s * 7919 + 400)
         x = torch.randn(60, 400, generator=gen, dtype=ctx.dtype).to(ctx.device)
-        vals.append(measure(arch, x, gen, dtype=ctx.dtype, device=ctx.device, fr=False))
+        vals.append(measure(arch, x, gen, dtype=ctx.dtype, device=ctx.device, fr=False, group=ctx.options.group))
     th = mf.predict(arch, T=60)
     qc = {"theory": {"m": th.m, "s": th.s, "lambda_max": th.lambda_max},
           "document_theory": {"m": 0.00239, "s": 0.0581, "lambda_max": 106.1},

@@ -53,12 +53,25 @@ data, the full grid with 2 selection seeds × 2 epochs, then 10 reported seeds �
 10 epochs (≈ 12 min on an idle 2-core machine, estimated from the measured
 per-epoch times in docs/rngd.md; not yet timed end to end); ``full`` — the paper's scale: all four networks, 40 reported seeds,
 10 selection seeds, 20 epochs (many hours on a CPU).
+Under ``torchrun`` (``RunOptions.group``, docs/distributed.md) every run is trained by all ranks
+together: each rank loads the same data, draws the same initialisation and batch order, and takes
+its contiguous shard of every global batch (:func:`actionlab.distributed.shard`; uneven shards
+allowed, every rank needs ≥ 1 point, so ``batch_size`` ≥ world size). The model is wrapped in
+``DistributedDataParallel`` (RNGD reduces its metric statistics over the group, SGD and Adam take
+DDP's averaged gradients); each rank's loss is its shard's sum times W/N (= W·N_r/N × its mean), so
+DDP's average is the global batch's mean gradient, and the batch loss that decides divergence is
+the all-reduced global mean (the same on every rank). Evaluation runs on the full sets on every
+rank (the parameters are the same bits on every rank, so every rank takes the same decisions). The
+runs are done one after the other (``workers`` is not used); rank 0 alone writes the run folder.
+The numbers equal one process's to round-off; the timings are of the distributed steps, and
+networks with ``+bn`` are refused (DDP normalises with each rank's batch statistics).
 K-FAC is not a row here: ASDL's K-FAC needs its own forward/backward
 (``benchmarks/bench_rngd.py`` has the K-FAC timing row); the summary says so.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import os
@@ -73,6 +86,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from actionlab import distributed
 from actionlab._checks import ValueCheckError, check_choice
 from actionlab._display import short_repr
 from actionlab.config import RunOptions, seed_everything
@@ -247,24 +261,71 @@ def _data(cfg: RngdMnistConfig, dtype, device):
     return _DATA_CACHE[key]
 
 
+def _sharded_trainer_class():
+    """A :class:`actionlab.train.Trainer` whose batch objective is this rank's shard of the global batch."""
+    from actionlab.train import Trainer, loss_fn
+
+    class ShardedTrainer(Trainer):
+        """Each global batch ``idx`` split by :func:`actionlab.distributed.shard` over ``group``; the model a DDP wrapper.
+
+        Objective on rank r: (W/N)·Σ_{n ∈ shard r} ℓ_n + (l2/2)Σ‖W‖², so DDP's average over the W ranks of the
+        gradients is the global batch's (1/N)Σ_n ∇ℓ_n + l2·W (docs/distributed.md, W·N_r/N × the rank's mean).
+        The data loss returned (divergence check, batch loss) is the all-reduced global mean, the same on every rank.
+        """
+
+        def __init__(self, *args, group, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.group = group
+            self.world_size = distributed.world(group)[1]
+
+        def _objective(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            zt, yt = self.train_data
+            mine = idx[distributed.shard(len(idx), self.group)]
+            local = loss_fn(self.model(zt[mine]), yt[mine], self.spec.loss, reduction="sum")
+            data_loss = distributed.all_reduce_sum(local.detach(), self.group) / len(idx)
+            objective = local * (self.world_size / len(idx))
+            if self.spec.l2:
+                objective = objective + 0.5 * self.spec.l2 * sum((p * p).sum() for p in self.penalised)
+            return data_loss, objective
+
+    return ShardedTrainer
+
+
+def _ddp(model: nn.Module, group, device) -> nn.Module:
+    """``model`` wrapped in DistributedDataParallel over ``group`` (the GPU of this process for CUDA)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    dev = torch.device(device)
+    ids = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids, process_group=group)
+
+
 def train_one(cfg: RngdMnistConfig, arch: str, opt_name: str, lr: float, seed: int,
-              dtype=torch.float32, device="cpu", epochs: int | None = None) -> RunRecord:
+              dtype=torch.float32, device="cpu", epochs: int | None = None, group=None) -> RunRecord:
     """Train one model for ``epochs`` (default ``cfg.epochs``) with :class:`actionlab.train.Trainer`; curves after
-    every epoch (index 0: at initialisation)."""
+    every epoch (index 0: at initialisation).
+
+    ``group``: a ``torch.distributed`` ProcessGroup; every rank of it calls this with the same arguments and
+    the run is trained under DistributedDataParallel, each rank taking its shard of every global batch
+    (the module docstring); the record is the same on every rank (up to the timings).
+    """
     epochs = cfg.epochs if epochs is None else epochs
     from actionlab.train import Trainer, TrainSpec, evaluate
 
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    group = group if distributed.is_distributed(group) else None
     (ztr, ytr), (zva, yva), (zte, yte) = _data(cfg, dtype, device)
     seed_everything(seed)
     model = _make_model(arch, seed, dtype, device)
-    opt = _protocol_optimizer(opt_name, model, lr, cfg)
+    net = model if group is None else _ddp(model, group, device)
+    opt = _protocol_optimizer(opt_name, net, lr, cfg)
     spec = TrainSpec(epochs=epochs, batch_size=cfg.batch_size, loss="cross_entropy", l2=cfg.l2, l2_on="weights",
                      seed=10_000 + seed, drop_last=True, eval_batch_size=5000, divergence_factor=cfg.divergence_factor,
                      progress=False)
+    trainer = Trainer if group is None else functools.partial(_sharded_trainer_class(), group=group)
     try:
-        hist = Trainer(model, (ztr, ytr), eval=(zva, yva), optimizer=opt, spec=spec).run()
+        hist = trainer(net, (ztr, ytr), eval=(zva, yva), optimizer=opt, spec=spec).run()
     finally:
         if hasattr(opt, "remove_hooks"):
             opt.remove_hooks()
@@ -285,16 +346,18 @@ def train_one(cfg: RngdMnistConfig, arch: str, opt_name: str, lr: float, seed: i
     return rec
 
 
-def _job(args):
+def _job(args, group=None):
     cfg, arch, opt_name, lr, seed, dtype, device, epochs = args
-    return train_one(cfg, arch, opt_name, lr, seed, dtype, device, epochs)
+    return train_one(cfg, arch, opt_name, lr, seed, dtype, device, epochs, group=group)
 
 
-def _run_jobs(jobs: list, cfg: RngdMnistConfig, desc: str) -> list[RunRecord]:
+def _run_jobs(jobs: list, cfg: RngdMnistConfig, desc: str, group=None) -> list[RunRecord]:
+    """The runs of ``jobs``: over ``workers`` processes, or one after the other (always so under a group,
+    where every rank trains every run together with the others)."""
     out: list[RunRecord] = []
-    if cfg.workers <= 1 or len(jobs) <= 1:
-        for j in tqdm(jobs, desc=desc, disable=None):
-            out.append(_job(j))
+    if distributed.is_distributed(group) or cfg.workers <= 1 or len(jobs) <= 1:
+        for j in tqdm(jobs, desc=desc, disable=None if distributed.is_rank0(group) else True):
+            out.append(_job(j, group))
         return out
     with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=get_context("spawn")) as ex:
         for rec in tqdm(ex.map(_job, jobs), total=len(jobs), desc=desc, disable=None):
@@ -473,6 +536,21 @@ def _select(cfg: RngdMnistConfig, sel_runs: list[RunRecord]) -> dict:
     return selected
 
 
+def _check_group_config(cfg: RngdMnistConfig, group) -> None:
+    """Refuse what a process group cannot run exactly: a rank without points in a batch, BatchNorm under DDP."""
+    if group is None:
+        return
+    size = distributed.world(group)[1]
+    if cfg.batch_size < size:
+        raise ValueCheckError(f"batch_size {cfg.batch_size} is below the world size {size}: every rank needs at least "
+                              f"one point of each global batch; raise --batch-size or launch fewer processes")
+    bn = [a for a in cfg.architectures if parse_architecture(a)[1]]
+    if bn:
+        raise ValueCheckError(f"architectures {', '.join(bn)} have batch normalisation, which DistributedDataParallel "
+                              "computes from each rank's own batch (not the global batch's); run them as one process "
+                              "or drop '+bn' under torchrun")
+
+
 @register_experiment("rngd-mnist", config=RngdMnistConfig, help="RNGD against SGD and Adam on MNIST MLPs (003 section 4, figures 1-4)", sources=("003",), order=60)
 def run(config: RngdMnistConfig, options: RunOptions) -> RngdMnistResult:
     cfg = config
@@ -482,6 +560,8 @@ def run(config: RngdMnistConfig, options: RunOptions) -> RngdMnistResult:
         parse_architecture(a)
     if cfg.seeds < 2 or cfg.epochs < 1 or cfg.batch_size < 1:
         raise ValueCheckError("seeds must be ≥ 2 (the verdicts pair seeds), epochs and batch_size ≥ 1")
+    group = options.group if distributed.is_distributed(options.group) else None
+    _check_group_config(cfg, group)
     t_start = time.perf_counter()
     dtype, device = options.torch_dtype, options.torch_device
     folder = RunFolder(options, "rngd-mnist", config=cfg, seed=options.seed,
@@ -491,11 +571,11 @@ def run(config: RngdMnistConfig, options: RunOptions) -> RngdMnistResult:
     _data(cfg, dtype, device)  # fail early on missing data
     jobs = [(cfg, a, o, lr, s, dtype, device, cfg.selection_epochs)
             for a in cfg.architectures for o in cfg.optimizers for lr in cfg.lrs for s in selection]
-    sel_runs = _run_jobs(jobs, cfg, "rngd-mnist η selection")
+    sel_runs = _run_jobs(jobs, cfg, "rngd-mnist η selection", group)
     selected = _select(cfg, sel_runs)
     jobs = [(cfg, a, o, selected[a][o], s, dtype, device, cfg.epochs)
             for a in cfg.architectures for o in cfg.optimizers for s in seeds]
-    runs = _run_jobs(jobs, cfg, "rngd-mnist reported seeds")
+    runs = _run_jobs(jobs, cfg, "rngd-mnist reported seeds", group)
 
     table, per_epoch, speed = [], {}, {}
     for a in cfg.architectures:
@@ -505,9 +585,10 @@ def run(config: RngdMnistConfig, options: RunOptions) -> RngdMnistResult:
         _comparisons(cfg, a, stats, per_epoch, speed)
 
     result = RngdMnistResult(runs, sel_runs, selected, table, per_epoch, speed, time.perf_counter() - t_start)
-    for c in _claims(cfg, result, getattr(options, "preset", None)):
+    world_size = distributed.world(group)[1]
+    for c in _claims(cfg, result, getattr(options, "preset", None), world_size):
         folder.add_claim(c)
-    summary = _summary(cfg, result, folder)
+    summary = _summary(cfg, result, folder, world_size)
     folder.finish(result, summary)
     return result
 
@@ -558,7 +639,14 @@ def _faster_claims(cfg: RngdMnistConfig, res: RngdMnistResult, preset: str | Non
     return claims
 
 
-def _speed_claims(cfg: RngdMnistConfig, res: RngdMnistResult, preset: str | None) -> list[Claim]:
+def _procs(cfg: RngdMnistConfig, world_size: int) -> str:
+    """How the runs were spread: worker processes × threads, or the ranks of a process group."""
+    if world_size > 1:
+        return f"every run on {world_size} ranks (DistributedDataParallel) × {cfg.threads} thread(s), runs in turn"
+    return f"{cfg.workers} worker(s) × {cfg.threads} thread(s)"
+
+
+def _speed_claims(cfg: RngdMnistConfig, res: RngdMnistResult, preset: str | None, world_size: int = 1) -> list[Claim]:
     claims = []
     rule = f"holds when the interval of the mean per-seed ratio lies at or below {SPEED_GOAL:g}, does not hold above, else inconclusive"
     for a, by_variant in res.speed.items():
@@ -570,7 +658,7 @@ def _speed_claims(cfg: RngdMnistConfig, res: RngdMnistResult, preset: str | None
                 {"ratio": round(x["ratio"], 2), "interval": [round(x["low"], 2), round(x["high"], 2)]},
                 verdict,
                 f"optimisation wall-clock per epoch (evaluation excluded) of {v} / Adam's, same seed, same run; "
-                f"{cfg.workers} worker(s) × {cfg.threads} thread(s), the same for every optimizer; {rule}",
+                f"{_procs(cfg, world_size)}, the same for every optimizer; {rule}",
                 id=_claim_id("speed", v, a),
                 evidence=_evidence(cfg, preset, "mean over seeds of time-per-epoch ratio to Adam",
                                    {"ratio": (x["low"], x["high"])}, SPEED_GOAL, rule),
@@ -579,8 +667,8 @@ def _speed_claims(cfg: RngdMnistConfig, res: RngdMnistResult, preset: str | None
     return claims
 
 
-def _claims(cfg: RngdMnistConfig, res: RngdMnistResult, preset: str | None = None) -> list[Claim]:
-    claims = _faster_claims(cfg, res, preset) + _speed_claims(cfg, res, preset)
+def _claims(cfg: RngdMnistConfig, res: RngdMnistResult, preset: str | None = None, world_size: int = 1) -> list[Claim]:
+    claims = _faster_claims(cfg, res, preset) + _speed_claims(cfg, res, preset, world_size)
     if "rngd" in cfg.optimizers:
         rngd_lrs = {a: res.selected_lr[a]["rngd"] for a in res.selected_lr}
         in_range = all(lr in (1e-2, 5e-3) for lr in rngd_lrs.values())
@@ -617,7 +705,7 @@ def _kfac_line() -> str:
             "into this experiment's trainer; see `benchmarks/bench_rngd.py` for its time per step.")
 
 
-def _summary(cfg: RngdMnistConfig, res: RngdMnistResult, folder: RunFolder) -> str:
+def _summary(cfg: RngdMnistConfig, res: RngdMnistResult, folder: RunFolder, world_size: int = 1) -> str:
     cuts = _preset_cuts(cfg)
     lines = [
         "# rngd-mnist: RNGD vs SGD vs Adam on MNIST relu MLPs (003 section 4)",
@@ -632,8 +720,9 @@ def _summary(cfg: RngdMnistConfig, res: RngdMnistResult, folder: RunFolder) -> s
         + (f"; rngd-fast: metric every {cfg.rngd_fast_metric_every} steps, shared metrics in blocks of ≤ "
            f"{cfg.rngd_fast_shared_block_size} inputs, ε = {cfg.rngd_fast_damping:g}·tr(G)/d" if "rngd-fast" in cfg.optimizers else "")
         + (f"; rngd-lowrank: first-layer inverse of rank {cfg.rngd_lowrank_rank} + isotropic" if "rngd-lowrank" in cfg.optimizers else "")
-        + f". Total wall time {res.wall_time_s:.0f} s with {cfg.workers} worker process(es) × {cfg.threads} thread(s) "
-        f"on {os.cpu_count()} cores" + ("; the per-epoch times are taken with the workers running side by side." if cfg.workers > 1 else "."),
+        + f". Total wall time {res.wall_time_s:.0f} s with {_procs(cfg, world_size)} on {os.cpu_count()} cores"
+        + ("; the per-epoch times are taken with the workers running side by side." if cfg.workers > 1 and world_size == 1
+           else "."),
         "",
         "Cuts against 003's protocol: " + ("; ".join(cuts) if cuts else "none") + ".",
         "",

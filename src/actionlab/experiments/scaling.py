@@ -56,7 +56,7 @@ from actionlab import stats
 from actionlab._display import short_repr
 from actionlab.config import RunOptions, seed_everything
 from actionlab.experiments._registry import param, register_experiment
-from actionlab.experiments._trained import DataSpec, load_splits, shared_param
+from actionlab.experiments._trained import DataSpec, shared_param
 from actionlab.runs import Claim, RunFolder, claims_table_md
 
 __all__ = [
@@ -323,6 +323,17 @@ class ScalingResult:
 # --------------------------------------------------------------------------- the run
 
 
+def _load(cfg: ScalingConfig, seed: int, dtype: torch.dtype):
+    """(train, test) Datasets, pixels in [0, 1]: the *whole* official training file (``validation=0``, as the
+    script trains on all 60,000; the held-out rows are drawn per seed by :func:`_splits`) and the test file."""
+    from actionlab import data
+
+    base = data.LoadSpec(standardize="none", seed=seed, dtype=dtype, validation=0)
+    train_spec = base.replace(balance=True, per_class=cfg.train_per_class) if cfg.train_per_class else base
+    test_spec = base.replace(balance=True, per_class=cfg.test_per_class) if cfg.test_per_class else base
+    return data.load(cfg.dataset, "train", train_spec), data.load(cfg.dataset, "test", test_spec)
+
+
 def _splits(train, test, cfg: ScalingConfig, seed: int):
     """(fit rows, validation rows, test rows) as (x, labels) pairs on the CPU."""
     from actionlab.data.splits import stratified_holdout
@@ -392,7 +403,7 @@ def run(config: ScalingConfig, options: RunOptions) -> ScalingResult:
     seed_everything(options.seed)
     dspec = DataSpec(config.dataset, "none", config.train_per_class, config.test_per_class, options.seed)
     run_folder = RunFolder(options, "scaling", config, seed=options.seed, data=dataclasses.asdict(dspec))
-    train, test = load_splits(dspec, options.torch_dtype)
+    train, test = _load(config, options.seed, options.torch_dtype)
     widths = config.widths()
     seeds = [options.seed + k for k in range(config.seeds)]
     res = ScalingResult(list(config.dims), widths, seeds)
@@ -442,7 +453,7 @@ def _evidence(res: ScalingResult, config: ScalingConfig, options: RunOptions) ->
                          "law at the largest, one switch; an inconclusive E tried both ways",
         "cuts_from_the_notes_setting": cuts or ["none"],
         "note": "a firm verdict needs ≥ 3 seeds per E; the default preset cuts the widths to the six smallest "
-                "(16 … 348) and the seeds to 3 to fit 30 min on 2 CPU cores (an estimate from measured CPU time); "
+                "(16 … 348) and the seeds to 3 to fit 30 min on 2 CPU cores (≈ 1,000 CPU-s, estimated from measured CPU time); "
                 "the notes' whole grid (to 4096, 5 seeds) is --preset full (hours on 2 CPU cores; or --device cuda)",
         "wall_time_s": round(res.wall_time_s, 1),
     }
@@ -491,6 +502,10 @@ def _loss_panel(ax, res: ScalingResult, E: int) -> None:
     positive = L[L > 0]
     if positive.size:  # the y range from the measured losses, so a fitted L∞ near 0 cannot stretch it
         ax.set_ylim(positive.min() / 1.3, positive.max() * 1.6)
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())  # decade labels only on x: the minor ones overlap
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.2g}"))  # a loss range inside one decade
     o = res.outcomes[key]
     ax.set_title(f"E = {E}: power law {o['verdict']} ({o['strength']})\nbest by AICc: {o['best_by_aicc']}", fontsize=8)
     ax.set_xlabel("parameters N (script's count)")

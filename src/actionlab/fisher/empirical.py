@@ -348,6 +348,10 @@ def fisher_statistics(
     if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[0] < 1:
         raise ShapeError(f"x must be a tensor with a leading sample dimension, got {type(x).__name__} "
                          f"of shape {tuple(getattr(x, 'shape', ()))}")
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise ValueCheckError(f"the model has non-finite (NaN or inf) parameters in {', '.join(bad)}; "
+                              f"the Fisher information is undefined there — re-initialise or reload the model")
     Fs = dual_matrix(model, x, outputs) if _is_stack(model) else _generic_dual(model, x, outputs, batch_size)
     check_memory(_dual_bytes(1, Fs.shape[0], Fs.dtype, 2), Fs.device, f"the eigendecomposition of F* ({Fs.shape[0]}²)")
     P = sum(p.numel() for p in model.parameters())

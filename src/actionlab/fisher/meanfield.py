@@ -360,11 +360,17 @@ class Architecture:
     @classmethod
     def uniform(cls, activation, L: int, M: int, C: int = 1, alphas: Sequence[float] | None = None, **kwargs) -> Architecture:
         """widths = (α_0 M, …, α_{L−1} M, C) rounded (α default all 1: M_0 = M_l = M); ``kwargs`` as the constructor."""
+        for name, v in (("L", L), ("M", M), ("C", C)):
+            if isinstance(v, bool) or not float(v).is_integer():
+                raise ValueCheckError(f"{name} must be a whole number (a width or a depth), got {v!r}")
         if L < 1 or C < 1 or M < 1:
             raise ValueCheckError(f"need L ≥ 1, C ≥ 1, M ≥ 1; got L={L}, C={C}, M={M}")
         al = [1.0] * L if alphas is None else [float(a) for a in alphas]
         if len(al) != L:
             raise ValueCheckError(f"alphas must have L = {L} entries (α_0 … α_(L−1)), got {len(al)}")
+        bad = [a for a in al if not (math.isfinite(a) and a > 0)]
+        if bad:
+            raise ValueCheckError(f"every alpha (width ratio α_l = M_l/M) must be finite and > 0, got {al}")
         return cls(activation, tuple(max(1, int(round(a * M))) for a in al) + (int(C),), M=M, **kwargs)
 
     @property
@@ -571,6 +577,12 @@ def predict(
                               f"Architecture.uniform(activation, L, M, ...)), got {type(arch).__name__}")
     if T < 1:
         raise ValueCheckError(f"T must be ≥ 1, got {T}")
+    for name, v in (("q_hat0", q_hat0), ("q_hat0_st", q_hat0_st), ("momentum", momentum)):
+        if not math.isfinite(float(v)):
+            raise ValueCheckError(f"{name} must be finite, got {v} (q̂⁰ = Σ_j x_j²/M_0 of the inputs, ≈ 1 for "
+                                  f"standardised inputs; momentum μ in [0, 1))")
+    if q_hat0 < 0:
+        raise ValueCheckError(f"q_hat0 = Σ_j x_j²/M_0 must be ≥ 0, got {q_hat0}")
     op = order_parameters(arch.activation, arch.L, arch.sigma_w2, arch.sigma_b2, q_hat0, q_hat0_st,
                           output_activation=arch.output_activation, closed_form=closed_form, n=n)
     M, C, alpha, P = arch.M, arch.C, arch.alpha, arch.num_params

@@ -25,8 +25,7 @@ __all__ = ["KEY_FINDINGS", "key_findings", "finding_sentence"]
 KEY_FINDINGS: dict[str, str] = {
     "001.s2-uw-coefficient":
         "The U·W term of S₂ (000/001 eq. 6; the notes write σ'(0)/(2M), a factor ×2 from the exact σ'(0)/M): "
-        "exact/note = {measured[random][ratio]:.6g} on a random problem (note {measured[random][note]:.4g}, "
-        "exact {measured[random][exact]:.4g}) — {verdict}.",
+        "the note's formula gives {document_value}, the exact expansion {measured} — {verdict}.",
     "001.s3-coefficients":
         "The (U·b)·c, (U·W)·c and U·W·b terms of S₃ (000/001 §2.4; the note divides by 3! but drops the ×6 "
         "orderings): exact/note = {measured[random]} on a random problem — {verdict}.",
@@ -65,6 +64,13 @@ KEY_FINDINGS: dict[str, str] = {
         "its derivation (full-batch GD, small steps) {measured[baseline]} — {verdict}. Full-batch GD holds up to "
         "η = {measured[gd_holds_up_to_f]}·2/λ_max; mini-batch: {measured[minibatch]}; other optimizers: "
         "{measured[optimizer]}.",
+    "001.power-law-E":
+        "The loss–model-size power law and the embedding dimension (001 §2.4: it appears only when E is large "
+        "enough): the note says {document_value}; measured α(E) and the model comparison per E: {measured} "
+        "— {verdict}.",
+    "001.dominance-vs-E":
+        "Term dominance and the embedding dimension (001 §2.4: the dominance of U·W·W vanishes for small E): "
+        "measured {measured} — {verdict}.",
     "004.lr-bound":
         "The learning-rate bound η < 2(1+μ)/λ_max at a minimum (004 Lemma 6, A.7): the supplement says "
         "{document_value}, measured critical ratio {measured} — {verdict}.",
