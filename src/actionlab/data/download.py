@@ -8,7 +8,6 @@ a mismatch deletes it and, when every mirror failed, is one
 
 from __future__ import annotations
 
-import hashlib
 import tarfile
 import urllib.request
 import zlib
@@ -39,11 +38,8 @@ def fetch_url(url: str, dest: Path) -> None:
 
 
 def digest(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """The hex digest of a file (one implementation: :func:`actionlab.data.verify.file_digest`)."""
+    return _vf.file_digest(path, algo)
 
 
 def download_file(name: str, fname: str, md5: str, sha256: str | None, folder: Path) -> Path:

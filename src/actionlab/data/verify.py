@@ -73,6 +73,11 @@ def known_cifar(fname: str) -> Known | None:
     return None if md5 is None else Known(f"the official CIFAR-10 {fname}", "md5", (md5,))
 
 
+def file_digest(path: Path, algo: str) -> str:
+    """The hex digest (``hashlib`` algorithm ``algo``) of a file, read in 1 MiB chunks."""
+    return _hash_file(path, algo)
+
+
 def _hash_file(path: Path, algo: str) -> str:
     h = hashlib.new(algo)
     with open(path, "rb") as f:

@@ -138,27 +138,19 @@ def _inputs(config: FimSpectrumConfig, T: int, M0: int, gen: torch.Generator, dt
 
 
 def _fisher_statistics(net, x: torch.Tensor, group=None, spectrum: bool = True):
-    """m = tr F*/P (A.3), s = ‖F*‖²_F/P (A.24), λ_max = ‖F*‖₂ (Theorem 4) of ``net`` on ``x`` (all T inputs).
+    """m, s, λ_max (and all eigenvalues when ``spectrum``) of ``net`` on all T inputs ``x``, replicated on every rank.
 
-    One process (or fewer inputs than ranks): :func:`actionlab.fisher.empirical.fisher_statistics`.
-    With a process group every rank holds the same ``x`` and keeps its shard
-    (:func:`actionlab.distributed.shard`): F* by block rows (``DualFisherOperator(group=)``), m and s by
-    all-reduce, λ_max by Lanczos with the distributed product; the spectrum (``spectrum``) by gathering F*.
+    Every rank holds the same ``x``; with a group each keeps its shard (:func:`actionlab.distributed.shard`)
+    and :func:`actionlab.fisher.empirical.fisher_statistics` (``group=``) computes the union's statistics.
+    Fewer inputs than ranks: every rank computes them on all of ``x`` (replicated, not divided).
+    Without ``spectrum`` only λ_max is computed (Lanczos, ``spectrum="top"``, ``top_k=1``).
     """
-    from types import SimpleNamespace
-
     from actionlab import distributed as _D
 
+    kw = {"spectrum": "auto"} if spectrum else {"spectrum": "top", "top_k": 1}
     if not _D.is_distributed(group) or x.shape[0] < _D.world(group)[1]:
-        return emp.fisher_statistics(net, x)
-    from actionlab.fisher.operators import DualFisherOperator
-    from actionlab.fisher.spectral import top_eigenpairs
-
-    op = DualFisherOperator(net, x[_D.shard(x.shape[0], group)], group=group)
-    P = op.full_dim
-    lam = float(top_eigenpairs(op, 1, tol=0.0).values[0])
-    ev = torch.linalg.eigvalsh(op.dense()).flip(0).cpu().numpy().astype(np.float64) if spectrum else None
-    return SimpleNamespace(m=op.trace() / P, s=op.frobenius_sq() / P, lambda_max=lam, num_params=int(P), eigenvalues=ev)
+        return emp.fisher_statistics(net, x, **kw)
+    return emp.fisher_statistics(net, x[_D.shard(x.shape[0], group)], group=group, **kw)
 
 
 def measure(arch: mf.Architecture, x: torch.Tensor, gen: torch.Generator, dtype=torch.float64, device=None,

@@ -33,6 +33,14 @@ Per layer (A.19): F* = Σ_l F*_l, F*_l = F*_l^(W) + F*_l^(b) (weights / bias ent
 :func:`layer_statistics` gives each term's m_l = tr F*_l / P (they sum to m_λ), s_l = ‖F*_l‖²_F / P,
 λ_max,l = ‖F*_l‖₂ and the bias part tr F*_l^(b) / P (A.7–A.9).
 
+Distributed (``group=``, the rule of :mod:`actionlab.distributed`): :func:`fisher_statistics`,
+:func:`dual_matrix` and :func:`lanczos_lambda_max` take a process group; every rank passes its own
+shard of the inputs (``x[actionlab.distributed.shard(T, group)]``) and gets the statistics of the union.
+F* is held by block rows (:class:`actionlab.fisher.operators.DualFisherOperator` with ``group=``: a
+rank computes its inputs' layer signals and receives the other ranks' one rank and one layer at a
+time), so its memory per rank is C·T_r × C·T, falling as 1/world size; m_λ and s_λ are all-reduced
+local traces and squared norms, the top eigenvalues come from Lanczos with the distributed product.
+
 Memory: F* has (CT)² entries; before allocating it the functions compare their need with the
 memory available on the device (``/proc/meminfo`` MemAvailable or ``os.sysconf`` on the CPU,
 ``torch.cuda.mem_get_info`` on CUDA; :func:`available_memory`) and refuse with the alternatives
@@ -70,9 +78,11 @@ __all__ = [
     "fisher_rao_diagonal",
     "input_statistics",
     "OUTPUTS",
+    "SPECTRA",
 ]
 
 OUTPUTS = ("squared", "cross_entropy")
+SPECTRA = ("auto", "full", "top")  # fisher_statistics(spectrum=): all CT eigenvalues when they fit / always / top_k
 
 _ELEMENTWISE = (
     nn.Tanh, nn.ReLU, nn.Sigmoid, nn.GELU, nn.SiLU, nn.ELU, nn.LeakyReLU, nn.Softplus, nn.Hardtanh,
@@ -256,14 +266,22 @@ def _is_stack(model: nn.Module) -> bool:
     return True
 
 
-def dual_matrix(model: nn.Module, x: torch.Tensor, outputs: str = "squared") -> torch.Tensor:
+def dual_matrix(model: nn.Module, x: torch.Tensor, outputs: str = "squared", *, group=None) -> torch.Tensor:
     """The dual F* (CT × CT, output-major) from the layer-wise factorisation A.19/A.30 (plus bias terms).
 
     Linear/activation stacks only (other modules: :func:`actionlab.fisher.ntk.generic_dual_matrix`,
     which :func:`fisher_statistics` picks by itself). Memory O(C·T·max M_l + (CT)²): the P × CT
     matrix B is never formed; the (CT)² need is checked first (:func:`check_memory`).
+
+    ``group=``: ``x`` is this rank's shard (T_r inputs) and the result is **this rank's block rows**
+    of the union's F*, shape (C·T_r × C·T): row k·T_r + s is the union's row k·T + offset + s
+    (offset = the inputs of the earlier ranks), column k'·T + t the union's. Stacking the ranks'
+    rows (per output k, in rank order) gives the one-process F*; any module that
+    :class:`~actionlab.fisher.operators.DualFisherOperator` accepts. Collective.
     """
     check_choice(outputs, OUTPUTS, "outputs")
+    if group is not None:
+        return _distributed_dual(model, x, outputs, None, group).rows
     layers = _parse(model)
     w0 = layers[0].linear.weight
     T, C = check_matrix(x, "x").shape[0], layers[-1].linear.out_features
@@ -315,36 +333,32 @@ def _generic_dual(model: nn.Module, x: torch.Tensor, outputs: str, batch_size: i
 @short_repr
 @dataclass
 class FisherStatistics:
-    """Eigen-statistics of the FIM measured through F*."""
+    """Eigen-statistics of the FIM measured through F*.
 
-    eigenvalues: np.ndarray  # all CT eigenvalues of F*, descending (= F's non-zero ones plus zeros if rank-deficient)
+    ``spectrum``: "full" — ``eigenvalues`` holds all CT eigenvalues of F*; "top" — only the
+    ``len(eigenvalues)`` largest (Lanczos), because F* was too large to diagonalise or ``spectrum="top"``
+    was asked for. Under a group every rank holds the same result; ``dual`` is then this rank's
+    block rows (C·T_r × C·T, see :func:`dual_matrix`).
+    """
+
+    eigenvalues: np.ndarray  # descending: all CT eigenvalues of F* (spectrum "full") or the largest ones ("top")
     m: float  # tr F / P
     s: float  # ‖F‖²_F / P = ‖F*‖²_F / P
     lambda_max: float
     num_params: int
     C: int
-    T: int
+    T: int  # all inputs (the union of the shards under a group)
     outputs: str
     trace: float
     dual: torch.Tensor | None = field(default=None, repr=False)
+    spectrum: str = "full"  # "full": all CT eigenvalues; "top": only the largest ones (Lanczos)
 
     def nonzero_eigenvalues(self, rtol: float = 1e-10) -> np.ndarray:
-        """Eigenvalues above rtol·λ_max (the non-zero eigenvalues of F)."""
+        """Eigenvalues above rtol·λ_max (the non-zero eigenvalues of F; only the largest for spectrum "top")."""
         return self.eigenvalues[self.eigenvalues > rtol * max(self.lambda_max, 0.0)]
 
 
-def fisher_statistics(
-    model: nn.Module, x: torch.Tensor, outputs: str = "squared", return_dual: bool = False, *,
-    batch_size: int | None = None,
-) -> FisherStatistics:
-    """m_λ, s_λ, λ_max and the spectrum of the FIM of ``model`` on inputs ``x`` (T × …) via F*.
-
-    Linear/activation stacks: the layer-wise dual :func:`dual_matrix`; any other sample-wise module
-    (Conv2d, pooling, eval-mode BatchNorm, LayerNorm, …): the Jacobian Gram matrix of
-    :func:`actionlab.fisher.ntk.generic_dual_matrix` (inputs in chunks of ``batch_size``).
-    m = tr F*/P (A.3), s = ‖F*‖²_F/P (A.24), λ_max = ‖F*‖₂ (Theorem 4).
-    """
-    check_choice(outputs, OUTPUTS, "outputs")
+def _check_model_inputs(model: nn.Module, x) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[0] < 1:
         raise ShapeError(f"x must be a tensor with a leading sample dimension, got {type(x).__name__} "
                          f"of shape {tuple(getattr(x, 'shape', ()))}")
@@ -352,16 +366,147 @@ def fisher_statistics(
     if bad:
         raise ValueCheckError(f"the model has non-finite (NaN or inf) parameters in {', '.join(bad)}; "
                               f"the Fisher information is undefined there — re-initialise or reload the model")
+
+
+def _check_spectrum_args(outputs: str, spectrum: str, top_k: int) -> None:
+    check_choice(outputs, OUTPUTS, "outputs")
+    check_choice(spectrum, SPECTRA, "spectrum")
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ValueCheckError(f"top_k must be an integer ≥ 1 (the number of largest eigenvalues), got {top_k!r}")
+
+
+def _top_values(op, k: int) -> np.ndarray:
+    """The k largest eigenvalues of a curvature operator by Lanczos (dense eigh when k ≥ n − 1)."""
+    from actionlab.fisher.spectral import top_eigenpairs
+
+    n = op.shape[0]
+    k = min(int(k), n)
+    method = "lanczos" if k < n - 1 else "dense"
+    return np.asarray(top_eigenpairs(op, k, method=method, tol=0.0).values, dtype=np.float64)
+
+
+def _fits(need: float, device, what: str) -> bool:
+    try:
+        check_memory(need, device, what)
+    except InsufficientMemoryError:
+        return False
+    return True
+
+
+def _local_spectrum(Fs: torch.Tensor, spectrum: str, top_k: int) -> tuple[np.ndarray, str]:
+    """All eigenvalues of F* (eigvalsh) when asked and they fit; else the top_k by Lanczos on F*."""
+    from actionlab.fisher.operators import DenseOperator
+
+    need = _dual_bytes(1, Fs.shape[0], Fs.dtype, 2)
+    what = f"the eigendecomposition of F* ({Fs.shape[0]}²)"
+    if spectrum == "full":
+        check_memory(need, Fs.device, what)
+    if spectrum == "full" or (spectrum == "auto" and _fits(need, Fs.device, what)):
+        return torch.linalg.eigvalsh(Fs).flip(0).cpu().numpy().astype(np.float64), "full"
+    return _top_values(DenseOperator(Fs), top_k), "top"
+
+
+def fisher_statistics(
+    model: nn.Module, x: torch.Tensor, outputs: str = "squared", return_dual: bool = False, *,
+    batch_size: int | None = None, group=None, spectrum: str = "auto", top_k: int = 6,
+) -> FisherStatistics:
+    """m_λ, s_λ, λ_max and the spectrum of the FIM of ``model`` on inputs ``x`` (T × …) via F*.
+
+    Linear/activation stacks: the layer-wise dual :func:`dual_matrix`; any other sample-wise module
+    (Conv2d, pooling, eval-mode BatchNorm, LayerNorm, …): the Jacobian Gram matrix of
+    :func:`actionlab.fisher.ntk.generic_dual_matrix` (inputs in chunks of ``batch_size``).
+    m = tr F*/P (A.3), s = ‖F*‖²_F/P (A.24), λ_max = ‖F*‖₂ (Theorem 4).
+
+    ``spectrum``: "auto" — all CT eigenvalues when their eigendecomposition fits in memory, else
+    the ``top_k`` largest by Lanczos (``FisherStatistics.spectrum`` says which); "full" — all or
+    :class:`InsufficientMemoryError`; "top" — the ``top_k`` largest only (λ_max alone: ``top_k=1``).
+
+    ``group=`` (:mod:`actionlab.distributed`): ``x`` is this rank's shard; the statistics are the
+    union's, the same on every rank. F* by block rows (C·T_r × C·T per rank, checked against the
+    rank's memory); m, s by all-reduce of the local traces / squared norms; the top eigenvalues by
+    Lanczos with the distributed product. The full spectrum (spectrum "auto" or "full") is gathered
+    onto **rank 0 only** when (CT)² fits there, diagonalised there, and its CT eigenvalues are
+    broadcast, so every rank returns the same ``eigenvalues``; otherwise (auto) the top_k by Lanczos.
+    Collective: every rank calls it with the same arguments except ``x``.
+    """
+    _check_spectrum_args(outputs, spectrum, top_k)
+    if group is not None:
+        return _distributed_statistics(model, x, outputs, return_dual, batch_size, group, spectrum, top_k)
+    _check_model_inputs(model, x)
     Fs = dual_matrix(model, x, outputs) if _is_stack(model) else _generic_dual(model, x, outputs, batch_size)
-    check_memory(_dual_bytes(1, Fs.shape[0], Fs.dtype, 2), Fs.device, f"the eigendecomposition of F* ({Fs.shape[0]}²)")
     P = sum(p.numel() for p in model.parameters())
-    CT = Fs.shape[0]
-    T = x.shape[0]
-    ev = torch.linalg.eigvalsh(Fs).flip(0).cpu().numpy().astype(np.float64)
+    CT, T = Fs.shape[0], int(x.shape[0])
+    ev, kind = _local_spectrum(Fs, spectrum, top_k)
     tr = float(torch.trace(Fs))
     return FisherStatistics(
         eigenvalues=ev, m=tr / P, s=float((Fs * Fs).sum()) / P, lambda_max=float(ev[0]), num_params=int(P),
-        C=CT // T, T=T, outputs=outputs, trace=tr, dual=Fs if return_dual else None,
+        C=CT // T, T=T, outputs=outputs, trace=tr, dual=Fs if return_dual else None, spectrum=kind,
+    )
+
+
+def _distributed_dual(model: nn.Module, x, outputs: str, batch_size: int | None, group):
+    """DualFisherOperator(group=) after collective input checks and a check of the block rows' memory."""
+    from actionlab import distributed as _D
+    from actionlab.fisher.operators import DualFisherOperator
+
+    err, C = None, 0
+    try:
+        _check_model_inputs(model, x)
+        theta = next(model.parameters(), None)
+        if theta is None:
+            raise ValueCheckError("the model has no parameters")
+        with torch.no_grad():
+            C = int(model(x[:1].to(dtype=theta.dtype, device=theta.device)).reshape(1, -1).shape[1])
+    except (ValueCheckError, ShapeError) as e:
+        err = e
+    _D.raise_together(err, group)
+    T, Tl = sum(_D.all_sizes(x.shape[0], group)), int(x.shape[0])
+    try:  # rows, one layer's term, their running sum and one other rank's signals: ≈ 4 blocks C·T_r × C·T
+        need = 4.0 * (C * Tl) * (C * T) * theta.element_size()
+        check_memory(need, theta.device, f"this rank's block rows of F* ({C * Tl} × {C * T})")
+    except InsufficientMemoryError as e:
+        err = e
+    _D.raise_together(err, group)
+    return DualFisherOperator(model, x, outputs, batch_size, group=group)
+
+
+def _gathered_eigenvalues(op, group) -> torch.Tensor:
+    """All CT eigenvalues of a distributed F*: the block rows gathered onto rank 0 (one rank's at a time),
+    eigvalsh there, the eigenvalues broadcast (descending, on every rank)."""
+    from actionlab import distributed as _D
+
+    C, T, Tl = op.C, op.T, op.T_local
+    full = torch.empty(C, T, C, T, dtype=op.dtype, device=op.device) if _D.is_rank0(group) else None
+    mine = op.rows.reshape(C, Tl, C * T).transpose(0, 1).contiguous()  # points first, for each_rank
+    for _, o, (blk,) in _D.each_rank([mine], group):
+        if full is not None:
+            full[:, o: o + blk.shape[0]] = blk.transpose(0, 1).reshape(C, blk.shape[0], C, T)
+        del blk
+    ev = torch.empty(C * T, dtype=op.dtype, device=op.device)
+    if full is not None:
+        ev = torch.linalg.eigvalsh(full.reshape(C * T, C * T)).flip(0)
+        del full
+    return _D.broadcast(ev, group, src=0)
+
+
+def _distributed_statistics(model, x, outputs, return_dual, batch_size, group, spectrum, top_k) -> FisherStatistics:
+    from actionlab import distributed as _D
+
+    op = _distributed_dual(model, x, outputs, batch_size, group)
+    P, CT = int(op.full_dim), op.shape[0]
+    tr, fro = op.trace(), op.frobenius_sq()
+    misfit = 0.0  # rank 0 decides whether the gathered F* and its eigendecomposition fit there
+    if spectrum != "top" and _D.is_rank0(group):
+        misfit = 0.0 if _fits(_dual_bytes(1, CT, op.dtype, 3), op.device, f"the gathered F* ({CT}²)") else 1.0
+    full = spectrum != "top" and _D.all_reduce_max(misfit, group) == 0.0
+    if spectrum == "full" and not full:
+        raise InsufficientMemoryError(
+            f"rank 0 cannot hold the gathered F* ({CT} × {CT}) and its eigendecomposition; use "
+            f"spectrum='top' (the top_k largest by Lanczos, memory C·T_r × C·T per rank) or fewer inputs")
+    ev = _gathered_eigenvalues(op, group).cpu().numpy().astype(np.float64) if full else _top_values(op, top_k)
+    return FisherStatistics(
+        eigenvalues=ev, m=tr / P, s=fro / P, lambda_max=float(ev[0]), num_params=P, C=op.C, T=op.T,
+        outputs=outputs, trace=tr, dual=op.rows if return_dual else None, spectrum="full" if full else "top",
     )
 
 
@@ -523,16 +668,26 @@ def _fvp_factory(model: nn.Module, x: torch.Tensor, outputs: str, batch_size: in
 
 def lanczos_lambda_max(
     model: nn.Module, x: torch.Tensor, outputs: str = "squared", tol: float = 1e-8, batch_size: int | None = None,
-    maxiter: int | None = None,
+    maxiter: int | None = None, *, group=None,
 ) -> float:
     """λ_max of F by Lanczos (``scipy.sparse.linalg.eigsh``) on F v = (1/T) Σ_t J_tᵀ Λ_t J_t v.
 
     Matrix-free (torch.func.jvp / vjp, inputs in chunks of ``batch_size``): memory
     O(P + batch·width), for T too large for the CT × CT dual matrix.
+
+    ``group=``: ``x`` is this rank's shard; F v is each rank's sum over its inputs, all-reduced
+    (P numbers per product, :class:`~actionlab.fisher.operators.FisherOperator` with ``group=``), the
+    Lanczos iteration run by rank 0 from the same start vector; the union's λ_max on every rank.
     """
     from scipy.sparse.linalg import LinearOperator, eigsh
 
     check_choice(outputs, OUTPUTS, "outputs")
+    if group is not None:
+        from actionlab.fisher.operators import FisherOperator
+        from actionlab.fisher.spectral import top_eigenpairs
+
+        op = FisherOperator(model, x, outputs, batch_size, group=group)
+        return float(top_eigenpairs(op, 1, method="lanczos", tol=tol, maxiter=maxiter, seed=0).values[0])
     check_matrix(x, "x")
     fvp, theta = _fvp_factory(model, x, outputs, batch_size)
     P = theta.numel()
