@@ -242,14 +242,28 @@ class TwoLayer(TwoLayerShapes, nn.Module):
         return cls(U=U.reshape(M, H), c=c, W=W.reshape(H, E), b=b, activation=activation, **activation_params)
 
     # -- persistence ---------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """U, c, W, b and the activation spec as a safetensors blob (what :meth:`save` writes)."""
+        from safetensors.torch import save
+
+        meta = {"format": "actionlab.TwoLayer", "activation": json.dumps(self.activation.spec())}
+        return save({k: v.contiguous().cpu() for k, v in self.tensors().items()}, metadata=meta)
+
     def save(self, path: str | Path) -> Path:
-        """Write U, c, W, b and the activation spec to a safetensors file."""
-        from safetensors.torch import save_file
+        """Write U, c, W, b and the activation spec to a safetensors file (temporary file, then rename)."""
+        import os
+        import tempfile
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"format": "actionlab.TwoLayer", "activation": json.dumps(self.activation.spec())}
-        save_file({k: v.contiguous().cpu() for k, v in self.tensors().items()}, str(path), metadata=meta)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(self.to_bytes())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod

@@ -686,6 +686,10 @@ class RunFolder:
         """Write ``name`` (a file directly in the folder) atomically and record it in the manifest."""
         return self._write(name, text.encode("utf-8"))
 
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        """Write ``name`` (a file directly in the folder, e.g. a safetensors blob) atomically and record it."""
+        return self._write(name, bytes(data))
+
     def save_figure(self, fig, name: str, dpi: int = 120) -> Path:
         """Save a matplotlib figure as ``name.png`` (atomically) and close it."""
         import matplotlib.pyplot as plt

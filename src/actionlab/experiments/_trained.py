@@ -31,6 +31,7 @@ import torch
 
 from actionlab import embeddings as _emb
 from actionlab._display import short_repr
+from actionlab.runs import atomic_write_text
 
 __all__ = [
     "DataSpec",
@@ -254,7 +255,7 @@ def get_embedding(
             folder.mkdir(parents=True, exist_ok=True)
             _save_module(model.projection, folder / "projection.pt")
             _save_module(model.classifier, folder / "classifier.pt")
-            (folder / "info.json").write_text(json.dumps(_jsonable(info), indent=1))
+            atomic_write_text(folder / "info.json", json.dumps(_jsonable(info), indent=1))
         info["cached"] = False
     z_tr = _emb.apply_projection(model.projection, train.z)
     z_te = _emb.apply_projection(model.projection, test.z)
@@ -313,7 +314,7 @@ def get_theta_star(
         if b.cache:
             folder.mkdir(parents=True, exist_ok=True)
             _save_module(model, folder / "classifier.pt")
-            (folder / "record.json").write_text(json.dumps(_jsonable(record), indent=1))
+            atomic_write_text(folder / "record.json", json.dumps(_jsonable(record), indent=1))
         cached = False
     return ThetaStar(model, tr, te, {"data": dataclasses.asdict(data), "embedding": info, "training": record,
                                      "hidden": hidden}, cached=cached)

@@ -125,7 +125,7 @@ def run(config: DemoConfig, options: RunOptions) -> DemoResult:
         final_train_accuracy=hist.train_accuracy[-1], final_test_accuracy=hist.eval_accuracy[-1],
         train_seconds=hist.wall_time_s, stop_reason=hist.stop_reason, history=hist,
     )
-    model.save(rf.path / "model.safetensors")
+    rf.write_bytes("model.safetensors", model.to_bytes())
     _figures(rf, res)
     tol = 1e-12 if dtype == torch.float64 else 1e-5
     diff = abs(s_zero - math.log(M))

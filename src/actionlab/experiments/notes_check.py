@@ -947,7 +947,7 @@ def run(config: NotesCheckConfig, options: RunOptions) -> NotesCheckResult:
     for row in rows:
         folder.add_claim(_claim(row, info, options))
     md = to_markdown(rows, info)
-    (folder.path / "notes_check.md").write_text(md)
+    folder.write_text("notes_check.md", md)
     result = NotesCheckResult(rows=rows, problems=info)
     folder.finish(result, md)
     return result

@@ -360,8 +360,9 @@ class FisherStatistics:
 
 def _check_model_inputs(model: nn.Module, x) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[0] < 1:
-        raise ShapeError(f"x must be a tensor with a leading sample dimension, got {type(x).__name__} "
-                         f"of shape {tuple(getattr(x, 'shape', ()))}")
+        raise ShapeError(f"x must be a tensor with a leading sample dimension and ≥ 1 input, got "
+                         f"{type(x).__name__} of shape {tuple(getattr(x, 'shape', ()))}; under a group every rank "
+                         f"needs ≥ 1 input: shard n ≥ world size inputs with actionlab.distributed.shard(n, group)")
     bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
     if bad:
         raise ValueCheckError(f"the model has non-finite (NaN or inf) parameters in {', '.join(bad)}; "
@@ -604,20 +605,10 @@ def input_statistics(x: torch.Tensor) -> tuple[float, float]:
 # autodiff-based: dense FIM (reference), Lanczos, Fisher–Rao norm
 # ---------------------------------------------------------------------------------------
 def _functional(model: nn.Module):
-    from torch.func import functional_call
+    """``(f, θ, names, sizes)`` of :func:`actionlab.fisher.ntk.functional_model` (one implementation)."""
+    from actionlab.fisher import ntk as _ntk
 
-    names = [n for n, _ in model.named_parameters()]
-    params = [p.detach() for _, p in model.named_parameters()]
-    shapes = [p.shape for p in params]
-    sizes = [p.numel() for p in params]
-
-    def unflat(v: torch.Tensor) -> dict:
-        return {n: t.reshape(s) for n, t, s in zip(names, torch.split(v, sizes), shapes)}
-
-    def f(v: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
-        return functional_call(model, unflat(v), (xb,))
-
-    return f, torch.cat([p.reshape(-1) for p in params]), names, sizes
+    return _ntk.functional_model(model)
 
 
 def dense_fisher(model: nn.Module, x: torch.Tensor, outputs: str = "squared") -> torch.Tensor:
@@ -683,9 +674,16 @@ def lanczos_lambda_max(
 
     check_choice(outputs, OUTPUTS, "outputs")
     if group is not None:
+        from actionlab import distributed as _D
         from actionlab.fisher.operators import FisherOperator
         from actionlab.fisher.spectral import top_eigenpairs
 
+        err = None
+        try:
+            _check_model_inputs(model, x)
+        except (ValueCheckError, ShapeError) as e:
+            err = e
+        _D.raise_together(err, group)
         op = FisherOperator(model, x, outputs, batch_size, group=group)
         return float(top_eigenpairs(op, 1, method="lanczos", tol=tol, maxiter=maxiter, seed=0).values[0])
     check_matrix(x, "x")
