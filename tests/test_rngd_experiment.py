@@ -113,9 +113,9 @@ def test_judges_on_both_sides_of_the_threshold():
 
 
 def test_auc_and_epochs_to_level():
-    from actionlab.experiments.rngd_mnist import RunRecord, epochs_to_level, validation_auc
+    from actionlab.experiments.rngd_mnist import TrainingRun, epochs_to_level, validation_auc
 
-    r = RunRecord("784-80-80-80-10", "sgd", 0.1, 0, val_accuracy=[0.1, 0.9, 0.95, 0.97])
+    r = TrainingRun("784-80-80-80-10", "sgd", 0.1, 0, val_accuracy=[0.1, 0.9, 0.95, 0.97])
     assert validation_auc(r) == pytest.approx((0.9 + 0.95 + 0.97) / 3)
     assert epochs_to_level(r, 0.95) == 2 and epochs_to_level(r, 0.99) == math.inf
 

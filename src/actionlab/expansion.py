@@ -74,6 +74,7 @@ import torch
 from actionlab import activations as _act
 from actionlab import distributed as _D
 from actionlab import series as _S
+from actionlab._display import short_repr
 from actionlab.models import TwoLayerShapes, check_two_layer
 from actionlab._checks import (ShapeError, ValueCheckError, check_float, check_labels, check_matrix, check_nonempty,
                                check_same_length)
@@ -612,6 +613,7 @@ def j_contract(
 # ---------------------------------------------------------------------------------------
 
 
+@short_repr
 @dataclass
 class Term:
     """One named term of S_2 or S_3 at θ = 0.
@@ -632,6 +634,7 @@ class Term:
     vanishes_when_balanced: bool = False
 
 
+@short_repr
 @dataclass
 class Terms:
     """The decomposition of S_2 and S_3 at θ = 0 into the notes' named terms.
@@ -798,6 +801,7 @@ def kappa_note(activation, n: int, M: int) -> float:
     return act.taylor(n)[n] * math.factorial(n) / (math.factorial(n + 1) * M)
 
 
+@short_repr
 @dataclass
 class LeadingSeries:
     """Partial sums of the all-orders series ln M + Σ_{n=1..N} κ_n Σ J U Wⁿ (notes §2.5) at θ.

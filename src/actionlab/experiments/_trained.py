@@ -337,10 +337,9 @@ def gaussianity(x: torch.Tensor | np.ndarray, max_test: int = 200_000, seed: int
     n = a.size
     mean = float(a.mean())
     std = float(a.std())
-    d = a - mean
-    m2 = float((d**2).mean())
-    skew = float((d**3).mean() / m2**1.5) if m2 > 0 else float("nan")
-    kurt = float((d**4).mean() / m2**2 - 3.0) if m2 > 0 else float("nan")
+    # population (biased) moments, as scipy.stats.skew / kurtosis compute them by default
+    skew = float(stats.skew(a)) if std > 0 else float("nan")
+    kurt = float(stats.kurtosis(a, fisher=True)) if std > 0 else float("nan")
     rng = np.random.default_rng(seed)
     sample = a if n <= max_test else rng.choice(a, size=max_test, replace=False)
     out = {

@@ -163,7 +163,7 @@ class RngdMnistConfig:
 
 
 @dataclass
-class RunRecord:
+class TrainingRun:
     """One training run: curves per epoch (index 0 = before training)."""
 
     architecture: str
@@ -181,8 +181,8 @@ class RunRecord:
 @short_repr
 @dataclass
 class RngdMnistResult:
-    runs: list[RunRecord]  # the reported runs (chosen η, reported seeds)
-    selection_runs: list[RunRecord]  # the η-selection runs (selection seeds)
+    runs: list[TrainingRun]  # the reported runs (chosen η, reported seeds)
+    selection_runs: list[TrainingRun]  # the η-selection runs (selection seeds)
     selected_lr: dict  # arch -> optimizer -> lr
     table: list[dict]  # arch, optimizer, lr, test acc mean/std, val acc, AUC, epochs to level, time per epoch
     per_epoch: dict  # arch -> variant -> baseline -> paired AUC comparison (difference, interval, p-values)
@@ -301,7 +301,7 @@ def _ddp(model: nn.Module, group, device) -> nn.Module:
 
 
 def train_one(cfg: RngdMnistConfig, arch: str, opt_name: str, lr: float, seed: int,
-              dtype=torch.float32, device="cpu", epochs: int | None = None, group=None) -> RunRecord:
+              dtype=torch.float32, device="cpu", epochs: int | None = None, group=None) -> TrainingRun:
     """Train one model for ``epochs`` (default ``cfg.epochs``) with :class:`actionlab.train.Trainer`; curves after
     every epoch (index 0: at initialisation).
 
@@ -329,7 +329,7 @@ def train_one(cfg: RngdMnistConfig, arch: str, opt_name: str, lr: float, seed: i
     finally:
         if hasattr(opt, "remove_hooks"):
             opt.remove_hooks()
-    rec = RunRecord(arch, opt_name, lr, seed, diverged=hist.diverged)
+    rec = TrainingRun(arch, opt_name, lr, seed, diverged=hist.diverged)
     rec.epoch_time_s = [b - a for a, b in zip(hist.train_time_s, hist.train_time_s[1:])]
     whole = [k for k, e in enumerate(hist.epoch) if float(e).is_integer()]  # evaluations at whole epochs
     rec.train_loss = [hist.train_loss[k] for k in whole]
@@ -351,10 +351,10 @@ def _job(args, group=None):
     return train_one(cfg, arch, opt_name, lr, seed, dtype, device, epochs, group=group)
 
 
-def _run_jobs(jobs: list, cfg: RngdMnistConfig, desc: str, group=None) -> list[RunRecord]:
+def _run_jobs(jobs: list, cfg: RngdMnistConfig, desc: str, group=None) -> list[TrainingRun]:
     """The runs of ``jobs``: over ``workers`` processes, or one after the other (always so under a group,
     where every rank trains every run together with the others)."""
-    out: list[RunRecord] = []
+    out: list[TrainingRun] = []
     if distributed.is_distributed(group) or cfg.workers <= 1 or len(jobs) <= 1:
         for j in tqdm(jobs, desc=desc, disable=None if distributed.is_rank0(group) else True):
             out.append(_job(j, group))
@@ -365,21 +365,21 @@ def _run_jobs(jobs: list, cfg: RngdMnistConfig, desc: str, group=None) -> list[R
     return out
 
 
-def _mean_final_val(runs: list[RunRecord]) -> float:
+def _mean_final_val(runs: list[TrainingRun]) -> float:
     return float(np.mean([r.val_accuracy[-1] for r in runs]))
 
 
-def _curve_stats(runs: list[RunRecord], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _curve_stats(runs: list[TrainingRun], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     a = np.array([getattr(r, key) for r in runs], dtype=float)
     return np.nanmean(a, 0), np.nanmin(a, 0), np.nanmax(a, 0)
 
 
-def validation_auc(run: RunRecord) -> float:
+def validation_auc(run: TrainingRun) -> float:
     """Area under the validation-accuracy curve per epoch: mean of the accuracy over epochs 1..E."""
     return float(np.mean(run.val_accuracy[1:]))
 
 
-def epochs_to_level(run: RunRecord, level: float) -> float:
+def epochs_to_level(run: TrainingRun, level: float) -> float:
     """First epoch whose validation accuracy is ≥ ``level`` (inf when never reached)."""
     hits = [e for e, v in enumerate(run.val_accuracy) if e > 0 and v >= level]
     return float(hits[0]) if hits else math.inf
@@ -523,7 +523,7 @@ def make_full() -> RngdMnistConfig:
     return make_config(RngdMnistConfig, "full")
 
 
-def _select(cfg: RngdMnistConfig, sel_runs: list[RunRecord]) -> dict:
+def _select(cfg: RngdMnistConfig, sel_runs: list[TrainingRun]) -> dict:
     """η per architecture and optimizer: the highest mean final validation accuracy over the selection seeds
     (ties: the smaller η)."""
     selected: dict = {}
