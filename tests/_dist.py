@@ -148,3 +148,14 @@ def shutdown() -> None:
 
 
 atexit.register(shutdown)
+
+
+def assert_close_scaled(a, b, rtol: float = 1e-12) -> None:
+    """|a − b| ≤ rtol · max|b| elementwise (one scale for the whole array: entries that are round-off
+    zeros in one process are compared at the scale of the array, not of themselves)."""
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    scale = max(float(np.abs(b).max()) if b.size else 0.0, 1e-300)
+    np.testing.assert_allclose(a, b, rtol=0, atol=rtol * scale)
