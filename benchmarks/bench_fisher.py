@@ -91,25 +91,28 @@ def _available_gb() -> float:
     return float("inf")
 
 
-def _build(M: int, C: int, T: int, L: int, dtype_name: str, seed: int):
+def _build(M: int, C: int, T: int, L: int, dtype_name: str, seed: int, device: str = "cpu"):
     import torch
 
+    from actionlab.config import resolve_device
     from actionlab.models import MLP
 
     dtype = getattr(torch, dtype_name)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)  # drawn on the CPU, so every device gets the same network and inputs
     net = MLP([M] * L + [C], activation="tanh", sigma_w2=3.0, sigma_b2=0.64, generator=g, dtype=dtype)
     x = torch.randn(T, M, generator=g, dtype=dtype)
-    return net, x
+    dev = resolve_device(device)
+    return net.to(dev), x.to(dev)
 
 
-def one(method: str, M: int, C: int, T: int, L: int, dtype_name: str, seed: int, threads: int) -> dict:
-    """Run one method in this process; return timings, peak memory and λ_max."""
+def one(method: str, M: int, C: int, T: int, L: int, dtype_name: str, seed: int, threads: int,
+        device: str = "cpu") -> dict:
+    """Run one method in this process; return timings, peak memory and λ_max (on ``device``)."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    net, x = _build(M, C, T, L, dtype_name, seed)
+    net, x = _build(M, C, T, L, dtype_name, seed, device)
     P = sum(p.numel() for p in net.parameters())
     import gc
 
@@ -117,7 +120,7 @@ def one(method: str, M: int, C: int, T: int, L: int, dtype_name: str, seed: int,
     exact = _reset_peak() and _status_mb("VmHWM") is not None
     base = _status_mb("VmRSS") if exact else _rss_mb()
     itemsize = torch.finfo(x.dtype).bits // 8
-    out = {"method": method, "M": M, "P": P, "C": C, "T": T}
+    out = {"method": method, "M": M, "P": P, "C": C, "T": T, "device": str(x.device)}
     if method == "dense":
         need_gb = (P * C * T * itemsize * 2 + P * itemsize * 4) / 1024**3  # jacrev output + workspace (≈ ×2)
         if need_gb > 0.8 * _available_gb():
@@ -149,7 +152,7 @@ def one(method: str, M: int, C: int, T: int, L: int, dtype_name: str, seed: int,
             from curvlinops import GGNLinearOperator
             from scipy.sparse.linalg import eigsh
 
-            y = torch.zeros(T, C, dtype=x.dtype)
+            y = torch.zeros(T, C, dtype=x.dtype, device=x.device)
             op = GGNLinearOperator(net, torch.nn.MSELoss(reduction="sum"), [p for p in net.parameters()],
                                    [(x, y)], check_deterministic=False)
             sop = op.to_scipy()
@@ -167,6 +170,9 @@ def one(method: str, M: int, C: int, T: int, L: int, dtype_name: str, seed: int,
             out["skipped"] = f"OOM ({type(err).__name__})"
             return out
         raise
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+        out["gpu_peak_mb"] = torch.cuda.max_memory_allocated(x.device) / 1024**2
     out["time_s"] = time.perf_counter() - t0
     peak = _status_mb("VmHWM") if exact else _rss_mb()
     out["peak_extra_mb"] = max(0.0, peak - base)
@@ -290,7 +296,7 @@ def _spawn(method: str, args, M: int) -> dict:
             return {"method": method, "M": M, "skipped": f"anchor not installed ({ANCHOR_PY} missing; see the docstring)"}
         py = str(ANCHOR_PY)
     cmd = [py, __file__, "--one", method, "--widths", str(M), "--C", str(args.C), "--T", str(args.T), "--L", str(args.L),
-           "--dtype", args.dtype, "--seed", str(args.seed), "--threads", str(args.threads)]
+           "--dtype", args.dtype, "--seed", str(args.seed), "--threads", str(args.threads), "--device", args.device]
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
@@ -319,6 +325,7 @@ def main(argv=None) -> int:
     ap.add_argument("--T", type=int, default=100)
     ap.add_argument("--L", type=int, default=3)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (networks and inputs drawn on the CPU, then moved)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads per method (default 1: on a shared, busy machine multi-threaded BLAS spin-waits "
@@ -331,7 +338,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     args = ap.parse_args(argv)
     if args.one:
-        print(json.dumps(one(args.one, args.widths[0], args.C, args.T, args.L, args.dtype, args.seed, args.threads)))
+        print(json.dumps(one(args.one, args.widths[0], args.C, args.T, args.L, args.dtype, args.seed, args.threads, args.device)))
         return 0
     widths = list(args.widths) + ([2300] if args.big else [])
     if args.density:
