@@ -35,6 +35,7 @@ from actionlab.experiments._trained import (
     QUICK_THETA_STAR,
     DataSpec,
     ThetaStarSettings,
+    series_radius,
     theta_star_for,
 )
 from actionlab.runs import Claim, RunFolder, claims_table_md
@@ -43,12 +44,9 @@ __all__ = ["ConjectureConfig", "ConjectureResult", "run", "radius_estimate"]
 
 
 def radius_estimate(coeffs, tail: int = 4) -> float:
-    """Root-test estimate of the radius of convergence of Σ a_k t^k: 1 / max_{k in the last ``tail``} |a_k|^{1/k}."""
-    a = [abs(float(x)) for x in coeffs]
-    ks = [k for k in range(max(1, len(a) - tail), len(a)) if a[k] > 0]
-    if not ks:
-        return float("inf")
-    return 1.0 / max(a[k] ** (1.0 / k) for k in ks)
+    """Root-test estimate of the radius of convergence of Σ a_k t^k: 1 / max |a_k|^{1/k} over the last ``tail``
+    non-zero orders (:func:`actionlab.experiments._trained.series_radius`, the estimate theta-star reports)."""
+    return series_radius(coeffs, tail).estimate
 
 
 @dataclass
