@@ -309,6 +309,15 @@ def interleaved(names=("adam", "rngd", "rngd-r32", "rngd-r32-m10"), steps: int =
     return out
 
 
+def _optional(table, what: str, empty):
+    """Run one optional table of the benchmark; print a one-line skip (e.g. MNIST missing) and return ``empty``."""
+    try:
+        return table()
+    except Exception as exc:  # noqa: BLE001 - MNIST may be missing
+        print(f"\n[skip] {what}: {exc}")
+        return empty
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nets", nargs="+", default=["small", "wide"], choices=list(NETS))
@@ -369,30 +378,15 @@ def main(argv=None) -> int:
     for r in rows:
         if "note" in r:
             print(f"\nnote ({r['net']}, {r['optimizer']}): {r['note']}")
-    fid = []
-    if not a.no_fidelity:
-        try:
-            fid = fidelity()
-        except Exception as exc:  # noqa: BLE001 - MNIST may be missing
-            print(f"\n[skip] fidelity table: {exc}")
-    inter = {}
-    if not a.no_interleaved:
-        try:
-            inter = interleaved(steps=a.steps)
-        except Exception as exc:  # noqa: BLE001 - MNIST may be missing
-            print(f"\n[skip] interleaved timing: {exc}")
+    fid = _optional(fidelity, "fidelity table", []) if not a.no_fidelity else []
+    inter = _optional(lambda: interleaved(steps=a.steps), "interleaved timing", {}) if not a.no_interleaved else {}
     if inter:
         print("\nSame run, one thread, steps interleaved optimizer by optimizer on the same batches (784-80-80-80-10):\n")
         print("| optimizer | median ms / step | × Adam (median) | mean ms / step | × Adam (mean) |")
         print("|---|---|---|---|---|")
         for n, r in inter.items():
             print(f"| {n} | {r['median_ms']:.2f} | {r['median_vs_adam']:.2f} | {r['mean_ms']:.2f} | {r['mean_vs_adam']:.2f} |")
-    lowrank = []
-    if not a.no_fidelity:
-        try:
-            lowrank = low_rank_fidelity()
-        except Exception as exc:  # noqa: BLE001 - MNIST may be missing
-            print(f"\n[skip] low-rank fidelity table: {exc}")
+    lowrank = _optional(low_rank_fidelity, "low-rank fidelity table", []) if not a.no_fidelity else []
     if fid:
         print("\nBlocked first-layer metric (shared_block_size=b) against the dense one, MNIST, float64: cosine between the")
         print("preconditioned first-layer gradients (5 mini-batches of 50, fresh 784-80-80-80-10; ε = 0.01·tr(A)/d for both)\n")
