@@ -36,11 +36,23 @@ Agreement: Kolmogorov–Smirnov distance of the estimated spectral distribution 
 (actionlab: the quadrature rules' CDF, ``spectral.ks_distance``; curvlinops: the CDF of its broadened
 density on its grid), and the relative error of the trace.
 
+Matrix-free against matrix-free (``--matfree``, issue 17 item 8's "within 1.5×"): in ONE process per width,
+actionlab's ``FisherOperator`` (torch.func JVP/VJP) and curvlinops' ``GGNLinearOperator`` with
+``CrossEntropyLoss(reduction="mean")`` (for softmax cross-entropy the GGN is the Fisher F, no rescaling)
+on the same network and inputs, each task's repetitions interleaved (ours, theirs / theirs, ours, …) so that
+the machine's load affects both alike: one matvec, a block of ``--block`` matvecs, SLQ with ``--probes`` ×
+``--steps`` (actionlab with full re-orthogonalisation — its default — and without, against curvlinops'
+``fast_lanczos``, Papyan 2020, no re-orthogonalisation) and Hutchinson with ``--hutch`` matvecs (one block in
+both). Reported: the time ratio ours/curvlinops (median, min–max over ``--reps``), the peak extra resident
+memory of each call, and the agreement of both with the exact spectrum of the dual (trace, λ_max = largest
+Ritz value, moments tr Fᵏ/P, k = 1..4). Without curvlinops the anchor columns say so and the run exits 0.
+
 Usage::
 
     python benchmarks/bench_fisher.py                   # M = 500, 2000 and a 10.6 M-parameter net (M = 2300)
     python benchmarks/bench_fisher.py --widths 300 --T 50 --no-big
     python benchmarks/bench_fisher.py --density --widths 2000 --no-big   # density + trace at P ≈ 8 M
+    python benchmarks/bench_fisher.py --matfree --widths 500 1000 2000 --no-big   # matrix-free vs curvlinops
 """
 
 from __future__ import annotations
@@ -161,6 +173,8 @@ def one(method: str, M: int, C: int, T: int, L: int, dtype_name: str, seed: int,
             val = eigsh(sop, k=1, which="LA", tol=1e-6, return_eigenvectors=False,
                         v0=np.random.default_rng(0).standard_normal(P).astype(sop.dtype))
             out["lambda_max"] = float(val[0]) / (2 * T)  # GGN of Σ‖f − y‖² = 2T·F
+        elif method == "matfree":
+            out.update(_matfree(net, x, MATFREE))
         elif method.startswith("density-"):
             out.update(_density(method[len("density-"):], net, x, P, T))
         else:
@@ -218,6 +232,144 @@ def _density(kind: str, net, x, P: int, T: int) -> dict:
         return {"trace": tr, "grid": g.tolist(), "density": (np.asarray(dens, dtype=np.float64) * 2 * T).tolist(),
                 "density_s": t1 - t0, "trace_s": time.perf_counter() - t1, "matvecs": SLQ_PROBES * SLQ_STEPS + HUTCH_MATVECS}
     raise ValueError(kind)
+
+
+MATFREE = {"reps": 3, "block": 8, "probes": 2, "steps": 20, "hutch": 8}
+
+
+def _timed(fn):
+    """(result, seconds, peak extra resident MB) of fn() — VmHWM reset before the call where Linux allows."""
+    import gc
+
+    gc.collect()
+    exact = _reset_peak() and _status_mb("VmHWM") is not None
+    base = _status_mb("VmRSS") if exact else _rss_mb()
+    t0 = time.perf_counter()
+    res = fn()
+    sec = time.perf_counter() - t0
+    return res, sec, max(0.0, (_status_mb("VmHWM") if exact else _rss_mb()) - base)
+
+
+def _rule_stats(nodes, weights) -> dict:
+    """λ_max (largest Ritz value) and the moments tr Fᵏ/P (k = 1..4, probe mean) of per-probe quadrature rules."""
+    import numpy as np
+
+    nodes, weights = np.asarray(nodes, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+    return {"lambda_max": float(nodes.max()), "moments": [float((weights * nodes**k).sum(1).mean()) for k in range(1, 5)]}
+
+
+def _none(_) -> dict:
+    return {}
+
+
+def _matfree_tasks(net, x, cfg: dict) -> dict:
+    """name → (actionlab call, curvlinops call or None); every call returns its agreement numbers (or {})."""
+    import torch
+
+    from actionlab.fisher import spectral
+    from actionlab.fisher.operators import FisherOperator
+
+    ours = FisherOperator(net, x, "cross_entropy")
+    P = ours.shape[0]
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(P, generator=g, dtype=x.dtype).to(x.device)
+    V = torch.randn(P, cfg["block"], generator=g, dtype=x.dtype).to(x.device)
+    p, m, N = cfg["probes"], cfg["steps"], cfg["hutch"]
+
+    def slq(reorth):
+        sd = spectral.spectral_density(ours, method="slq", probes=p, steps=m, reorthogonalize=reorth)
+        return _rule_stats(sd.nodes, sd.weights)
+
+    tasks = {"matvec": [lambda: _none(ours @ v)], f"block of {cfg['block']}": [lambda: _none(ours @ V)],
+             f"SLQ {p}×{m} (ours: full reorth.)": [lambda: slq(True)],
+             f"SLQ {p}×{m} (ours: no reorth.)": [lambda: slq(False)],
+             f"Hutchinson {N}": [lambda: {"trace": spectral.hutchinson_trace(ours, N, chunk=N).estimate}]}
+    try:
+        from curvlinops import GGNLinearOperator, hutchinson_trace
+        from curvlinops.papyan2020traces.spectrum import fast_lanczos
+    except ImportError:
+        return {k: (fns[0], None) for k, fns in tasks.items()}
+    y = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)  # the GGN of cross-entropy does not depend on y
+    cl = GGNLinearOperator(net, torch.nn.CrossEntropyLoss(reduction="mean"), list(net.parameters()), [(x, y)],
+                           check_deterministic=False)
+
+    def cl_slq():
+        torch.manual_seed(0)
+        rules = [fast_lanczos(cl, m) for _ in range(p)]
+        return _rule_stats([r[0].double().numpy() for r in rules], [(r[1][0] ** 2).double().numpy() for r in rules])
+
+    theirs = [lambda: _none(cl @ v), lambda: _none(cl @ V), cl_slq, cl_slq,
+              lambda: {"trace": float(hutchinson_trace(cl, N))}]
+    return {k: (fns[0], t) for (k, fns), t in zip(tasks.items(), theirs)}
+
+
+def _matfree(net, x, cfg: dict) -> dict:
+    """Interleaved repetitions of every task in both libraries, and the exact reference from the dual."""
+    import numpy as np
+
+    from actionlab.fisher import spectral
+    from actionlab.fisher.operators import DualFisherOperator
+
+    def exact():
+        dual = DualFisherOperator(net, x, "cross_entropy")
+        ev = np.clip(spectral.spectral_density(dual, method="exact").nodes[0], 0.0, None)
+        return {"trace": dual.trace(), "lambda_max": float(ev.max()),
+                "moments": [float((ev**k).sum() / dual.full_dim) for k in range(1, 5)]}
+
+    ref, t_ref, mem_ref = _timed(exact)
+    tasks = _matfree_tasks(net, x, cfg)
+    for fn in tasks["matvec"]:  # warm-up, not counted: first-call costs of torch.func and the allocator
+        if fn is not None:
+            fn()
+    rows = []
+    for name, (ours, theirs) in tasks.items():
+        row = {"task": name, "ours_s": [], "theirs_s": [], "ours_mb": 0.0, "theirs_mb": 0.0}
+        for r in range(cfg["reps"]):
+            order = [("ours", ours), ("theirs", theirs)][:: 1 if r % 2 == 0 else -1]
+            for who, fn in order:
+                if fn is None:
+                    continue
+                res, sec, mb = _timed(fn)
+                row[f"{who}_s"].append(sec)
+                row[f"{who}_mb"] = max(row[f"{who}_mb"], mb)
+                row[f"{who}_agree"] = res
+        rows.append(row)
+    return {"exact": ref, "exact_s": t_ref, "exact_mb": mem_ref, "tasks": rows, "config": dict(cfg),
+            "anchor": rows[0]["theirs_s"] != []}
+
+
+def _matfree_table(r: dict) -> None:
+    import numpy as np
+
+    if "skipped" in r:
+        print(f"\nM = {r['M']}: {r['skipped']}")
+        return
+    cfg, ref = r["config"], r["exact"]
+    print(f"\nMatrix-free, M = {r['M']}, P = {r['P']} (cross-entropy F; {cfg['reps']} interleaved repetitions; "
+          f"exact dual {r['exact_s']:.3g} s)" + ("" if r["anchor"] else " — curvlinops not installed: anchor skipped"))
+    print("| task | actionlab (s, median) | curvlinops (s, median) | ratio ours/curvlinops median (min–max) | "
+          "peak extra MB ours / curvlinops |")
+    print("|---|---|---|---|---|")
+    for t in r["tasks"]:
+        o, c = np.asarray(t["ours_s"]), np.asarray(t["theirs_s"])
+        if c.size:
+            q = o / c
+            ratio = f"{np.median(q):.2f} ({q.min():.2f}–{q.max():.2f})"
+            cs, cm = f"{np.median(c):.3g}", f"{t['theirs_mb']:.0f}"
+        else:
+            ratio, cs, cm = "anchor absent", "—", "—"
+        print(f"| {t['task']} | {np.median(o):.3g} | {cs} | {ratio} | {t['ours_mb']:.0f} / {cm} |")
+    print("Agreement with the exact spectrum (relative error; moments tr Fᵏ/P, k = 1..4):")
+    print("| task | library | trace | λ_max | m1 | m2 | m3 | m4 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for t in r["tasks"]:
+        for who, lib in (("ours", "actionlab"), ("theirs", "curvlinops")):
+            a = t.get(f"{who}_agree") or {}
+            if not a or (who == "theirs" and "no reorth" in t["task"]):  # the same curvlinops run as the row above
+                continue
+            cells = [f"{(a[k] - ref[k]) / ref[k]:+.1e}" if k in a else "" for k in ("trace", "lambda_max")]
+            cells += [f"{(x - y) / y:+.1e}" for x, y in zip(a.get("moments", []), ref["moments"])] or [""] * 4
+            print(f"| {t['task']} | {lib} | " + " | ".join(cells) + " |")
 
 
 def _agreement(r: dict, ref: dict) -> tuple[float, float]:
@@ -291,12 +443,17 @@ def _density_table(rows: list[dict], M: int) -> None:
 
 def _spawn(method: str, args, M: int) -> dict:
     py = sys.executable
-    if method in ("curvlinops", "density-curvlinops-slq") and not _importable("curvlinops"):
-        if not ANCHOR_PY.exists():
+    if method in ("curvlinops", "density-curvlinops-slq", "matfree") and not _importable("curvlinops"):
+        if method == "matfree" and not ANCHOR_PY.exists():
+            py = sys.executable  # actionlab alone; the table says that the anchor is absent
+        elif not ANCHOR_PY.exists():
             return {"method": method, "M": M, "skipped": f"anchor not installed ({ANCHOR_PY} missing; see the docstring)"}
-        py = str(ANCHOR_PY)
+        else:
+            py = str(ANCHOR_PY)
     cmd = [py, __file__, "--one", method, "--widths", str(M), "--C", str(args.C), "--T", str(args.T), "--L", str(args.L),
-           "--dtype", args.dtype, "--seed", str(args.seed), "--threads", str(args.threads), "--device", args.device]
+           "--dtype", args.dtype, "--seed", str(args.seed), "--threads", str(args.threads), "--device", args.device,
+           "--reps", str(args.reps), "--block", str(args.block), "--probes", str(args.probes), "--steps", str(args.steps),
+           "--hutch", str(args.hutch)]
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
@@ -334,13 +491,23 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=int, default=900, help="seconds per method and width")
     ap.add_argument("--density", action="store_true",
                     help="spectral density + trace: dual exact / SLQ on the dual / matrix-free SLQ / curvlinops")
+    ap.add_argument("--matfree", action="store_true",
+                    help="matrix-free FisherOperator against curvlinops' GGNLinearOperator, interleaved in one process")
+    ap.add_argument("--reps", type=int, default=MATFREE["reps"], help="--matfree: repetitions of each task")
+    ap.add_argument("--block", type=int, default=MATFREE["block"], help="--matfree: columns of the matmat block")
+    ap.add_argument("--probes", type=int, default=MATFREE["probes"], help="--matfree: SLQ probes")
+    ap.add_argument("--steps", type=int, default=MATFREE["steps"], help="--matfree: Lanczos steps per probe")
+    ap.add_argument("--hutch", type=int, default=MATFREE["hutch"], help="--matfree: Hutchinson matvecs")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     args = ap.parse_args(argv)
+    MATFREE.update(reps=args.reps, block=args.block, probes=args.probes, steps=args.steps, hutch=args.hutch)
     if args.one:
         print(json.dumps(one(args.one, args.widths[0], args.C, args.T, args.L, args.dtype, args.seed, args.threads, args.device)))
         return 0
     widths = list(args.widths) + ([2300] if args.big else [])
+    if args.matfree:
+        args.methods = ["matfree"]
     if args.density:
         args.methods = ["density-dual-exact", "density-dual-slq", "density-fisher-slq", "density-curvlinops-slq"]
     print(f"# FIM λ_max of a tanh MLP [M]*{args.L}+[{args.C}], T = {args.T}, {args.dtype}; "
@@ -360,6 +527,9 @@ def main(argv=None) -> int:
                 base = r
         if args.density:
             _density_table(rows, M)
+            continue
+        if args.matfree:
+            _matfree_table(rows[-1])
             continue
         print(f"\nM = {M}, P = {rows[-1].get('P', '?')}")
         print("| method | time (s) | × dual | peak extra memory (MB) | λ_max | rel. diff. to dual |")

@@ -20,9 +20,13 @@ from actionlab.experiments.early_stop import (
     EarlyStopConfig,
     compare_rule,
     first_nonpositive,
+    gap_statement,
     judge_regime,
+    passed_minimum,
     regime_grid,
+    regime_seeds,
     run_gaps,
+    step_budget,
     summarise_regime,
 )
 
@@ -75,6 +79,63 @@ def test_judge_regime_on_both_sides_of_the_thresholds():
     assert judge_regime(tight, nats_ok, 1.0, 0.01, {"late": 1})[0] == "inconclusive"
     assert judge_regime(_iv(50.0, 40.0, 60.0), nats_ok, 1.0, 0.01, {"late": 1, "early": 1})[0] == "inconclusive"
     assert judge_regime(None, None, 1.0, 0.01) == ("inconclusive", "indicative")
+
+
+def test_minimum_at_the_end_of_the_budget_is_inconclusive():
+    """A seed whose S_E minimum is its last measurement (rule not fired) never lets the cell hold or fail."""
+    tight, nats_ok = _iv(0.0, -0.5, 0.8, n=9), _iv(1e-4, 0.0, 2e-4, n=9)
+    assert judge_regime(tight, nats_ok, 1.0, 0.01, {"measured": 9, "none": 0}) == ("holds", "firm")
+    assert judge_regime(tight, nats_ok, 1.0, 0.01, {"measured": 9, "none": 1}) == ("inconclusive", "indicative")
+    far = _iv(-300.0, -450.0, -150.0, n=9)
+    assert judge_regime(far, nats_ok, 40.0, 0.01, {"measured": 9}) == ("does not hold", "firm")
+    assert judge_regime(far, nats_ok, 40.0, 0.01, {"measured": 9, "none": 1})[0] == "inconclusive"
+    # a trace whose minimum is its last point is status "none" and says so in words
+    c = compare_rule([0, 1, 2, 3], [2.0, 1.8, 1.7, 1.6], [1.0] * 4, 0.0)
+    assert c["min_at_end"] and run_gaps(c)["status"] == "none"
+    summ = {"gap_steps": None, "gap_nats": None, "counts": {"measured": 2, "late": 0, "early": 0, "none": 1}}
+    assert "still falling at the end of the step budget in 1 of 3 seeds" in gap_statement(summ)
+
+
+def test_gap_statement_direction_size_and_interval():
+    early = {"gap_steps": _iv(-306.0, -450.0, -160.0, n=10), "gap_nats": _iv(0.014, 0.007, 0.021, n=10),
+             "counts": {"measured": 10, "late": 0, "early": 0, "none": 0}}
+    text = gap_statement(early)
+    assert text.startswith("fires early by 306.0 [160.0, 450.0] steps, costing 0.0140 [0.0070, 0.0210] nats")
+    assert "10 seeds" in text and "censored" not in text
+    late = {"gap_steps": _iv(39.0, 24.0, 54.0, n=10), "gap_nats": _iv(0.006, 0.003, 0.009, n=10),
+            "counts": {"measured": 8, "late": 2, "early": 0, "none": 0}}
+    assert gap_statement(late).startswith("fires late by 39.0 [24.0, 54.0] steps")
+    assert "censored at their bound: 2 late" in gap_statement(late)
+    straddle = {"gap_steps": _iv(-5.0, -20.0, 10.0), "gap_nats": _iv(0.0, 0.0, 0.0), "counts": {"measured": 3}}
+    assert "early by 5.0 [-10.0, 20.0]" in gap_statement(straddle)  # the interval reaches the other side
+
+
+def test_passed_minimum_on_both_sides_of_margin_and_patience():
+    # fired, S_E 0.03 above its minimum, 2× the argmin step: the run may end
+    assert passed_minimum(200, 1.03, 100, 1.0, True, margin=0.02, patience=0.5)
+    assert not passed_minimum(200, 1.03, 100, 1.0, False, margin=0.02, patience=0.5)  # rule not fired: go on
+    assert not passed_minimum(200, 1.01, 100, 1.0, True, margin=0.02, patience=0.5)  # within the margin
+    assert not passed_minimum(140, 1.03, 100, 1.0, True, margin=0.02, patience=0.5)  # too soon after argmin
+    assert passed_minimum(150, 1.02, 100, 1.0, True, margin=0.02, patience=0.5)  # both bounds met exactly
+
+
+def test_step_budget_grows_with_N_and_noisy_cells_get_more_seeds():
+    from actionlab.experiments.early_stop import Regime
+
+    cfg = make_config(EarlyStopConfig, "default", steps=1000, max_steps=50_000, n_train=300, lr_fraction=0.05)
+    assert step_budget(cfg, Regime("gd", 0.05, None, 300)) == 1000
+    assert step_budget(cfg, Regime("gd", 0.5, None, 300)) == 100  # same gradient-flow time η·k
+    assert step_budget(cfg, Regime("gd", 0.05, None, 3000)) == 10_000  # ∝ N above N₀
+    assert step_budget(cfg, Regime("gd", 0.05, None, 100)) == 1000  # never below the baseline's
+    assert step_budget(cfg, Regime("adam", 0.05, None, 3000)) == 10_000
+    small_cap = make_config(EarlyStopConfig, "default", steps=1000, max_steps=4000, n_train=300, lr_fraction=0.05)
+    assert step_budget(small_cap, Regime("gd", 0.05, None, 3000)) == 4000
+    cfg = make_config(EarlyStopConfig, "default", seeds=3, noisy_seeds=7, near_limit=0.75)
+    assert len(regime_seeds(cfg, Regime("gd", 0.05, None, 300), 0)) == 3
+    assert len(regime_seeds(cfg, Regime("momentum", 0.5, None, 300), 0)) == 3
+    assert regime_seeds(cfg, Regime("gd", 0.05, 64, 300), 5) == [5, 6, 7, 8, 9, 10, 11]
+    assert len(regime_seeds(cfg, Regime("adam", 0.05, None, 300), 0)) == 7
+    assert len(regime_seeds(cfg, Regime("gd", 0.9, None, 300), 0)) == 7
 
 
 def test_summarise_regime_intervals_and_counts():
@@ -158,6 +219,37 @@ def test_rule_fires_at_argmin_S_E_under_small_step_full_batch_gd():
     d_se = np.diff(tr["S_E"])
     pred = -0.05 * np.array(tr["dot"][:-1])
     assert np.max(np.abs(d_se - pred)) < 0.1 * np.max(np.abs(pred))
+
+
+def test_run_ends_once_S_E_has_passed_its_minimum_with_the_same_argmin_and_rule_step():
+    """The early end (rule fired, S_E ≥ min + margin, step ≥ (1 + patience)·argmin) changes neither argmin S_E
+    nor the rule's step against the same run trained to its whole budget."""
+    from actionlab import train as T
+    from actionlab.experiments.early_stop import _PassedMinimum
+    from actionlab.models import TwoLayer
+
+    def toy(ends: bool):
+        g = torch.Generator().manual_seed(3)
+        M, E, H, n = 3, 6, 16, 24
+        centres = 1.2 * torch.randn(M, E, generator=g, dtype=torch.float64)
+        y_tr, y_te = torch.arange(n) % M, torch.arange(300) % M
+        z_tr = centres[y_tr] + torch.randn(n, E, generator=g, dtype=torch.float64)
+        z_te = centres[y_te] + torch.randn(300, E, generator=g, dtype=torch.float64)
+        model = TwoLayer.glorot(M, H, E, activation="silu", generator=g, dtype=torch.float64)
+        rule = T.GradientAlignmentStop((z_tr, y_tr), (z_te, y_te), every=1, stop=False)
+        cbs = (rule, _PassedMinimum(rule, margin=0.002, patience=0.5)) if ends else (rule,)
+        spec = T.TrainSpec(epochs=600, max_steps=600, batch_size=n, seed=0, eval_every=600, progress=False)
+        hist = T.Trainer(model, (z_tr, y_tr), optimizer=T.OptimizerSpec("sgd", lr=0.05), spec=spec, callbacks=cbs).run()
+        tr = rule.as_dict()
+        return hist, compare_rule(tr["step"], tr["S_E"], tr["dot"], 0.0), tr
+
+    full_hist, full, _ = toy(False)
+    short_hist, short, tr = toy(True)
+    assert full_hist.steps_done == 600 and short_hist.steps_done < 600 and "passed its minimum" in short_hist.stop_reason
+    assert short["min_step"] == full["min_step"] and short["raw"]["rule_step"] == full["raw"]["rule_step"]
+    end = short_hist.steps_done
+    assert end >= 1.5 * short["min_step"] and tr["S_E"][-1] >= short["min_S_E"] + 0.002  # the stated rule
+    assert not short["min_at_end"] and run_gaps(short)["status"] == "measured"
 
 
 # ----------------------------------------------------------------------------- the quick preset

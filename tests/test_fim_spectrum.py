@@ -24,7 +24,7 @@ def test_fim_spectrum_quick(tmp_path):
         assert abs(r["s_relerr"]) < 0.25, r
         assert abs(r["bulk_mean_relerr"]) < 0.15, r  # A.4(i)
         assert abs(r["m_bias_relerr"]) < 0.15, r  # A.9
-        assert r["outliers_seeds"] == [cfg.C] * cfg.seeds, r  # A.4: C outliers
+        assert r["outliers_seeds"] == [cfg.C] * cfg.seeds_at(Mmax), r  # A.4: C outliers in every network
         for counts in r["markov_counts_seeds"]:  # Corollary 2 at every level
             assert all(n <= b for n, b in zip(counts, r["markov_bounds"]))
     # per layer: m_l follows the layer's κ^(l)_1 in the last layer (the self-averaging one at C = 1)
@@ -35,6 +35,11 @@ def test_fim_spectrum_quick(tmp_path):
     lin = {r["boundary"]: r for r in res.relu_boundary if r["network_output"] == "linear"}
     assert abs(lin["q̃^L = 1 (linear output)"]["lambda_max_relerr"]) < 0.2
     assert lin["q̃^L = 1/2 (relu output, B.10)"]["lambda_max_relerr"] > 0.5
+    # the linear-output relu networks are section 1's at the largest M (no second draw); relu outputs drawn anew
+    relu_big = next(r for r in big if r["activation"] == "relu")
+    assert lin["q̃^L = 1 (linear output)"]["lambda_max_seeds"] == relu_big["lambda_max_seeds"]
+    assert lin["q̃^L = 1 (linear output)"]["n"] == cfg.seeds_at(Mmax)
+    assert all(r["n"] == cfg.relu_output_seeds for r in res.relu_boundary if r["network_output"] == "relu")
     # papers.md quick check: theory reproduced
     qc = res.quick_check
     for k in ("m", "s", "lambda_max"):
@@ -97,3 +102,19 @@ def test_spectrum_statistics_on_the_leading_dual():
     assert st["outliers"] == C and st["counts"] == [C * T, C, 0]
     with pytest.raises(ValueError, match="more than C"):
         fs.spectrum_statistics(ev[:2], C, bulk, lam, [bulk])
+
+
+def test_seeds_at_the_largest_width_and_the_scale_left_out():
+    """Extra seeds go to the largest width only; the evidence names every setting below the full preset."""
+    cfg = fs.FimSpectrumConfig(widths=(100, 400), seeds=3, seeds_largest=10)
+    assert cfg.seeds_at(400) == 10 and cfg.seeds_at(100) == 3
+    assert fs.FimSpectrumConfig(widths=(100, 400), seeds=5, seeds_largest=2).seeds_at(400) == 5  # never fewer
+    assert fs.FimSpectrumConfig(widths=(100, 400), seeds=4, seeds_largest=0).seeds_at(400) == 4  # 0: as seeds
+    full = make_config(fs.FimSpectrumConfig, "full")
+    assert fs.reduced_from_full(full) == {}
+    default = make_config(fs.FimSpectrumConfig, "default")
+    cut = fs.reduced_from_full(default)
+    assert cut["widths"] == {"here": list(default.widths), "full": list(full.widths)}
+    assert cut["seeds"] == {"here": default.seeds, "full": full.seeds}
+    assert default.seeds_at(max(default.widths)) > default.seeds  # the judged width gets more networks
+    assert json.loads(json.dumps(cut)) == cut  # plain JSON for results.json

@@ -64,6 +64,8 @@ def test_fisher_operator_mlp_against_dense(outputs):
     out = op.matvec(v)
     assert isinstance(out, np.ndarray)
     np.testing.assert_allclose(out, F.numpy() @ v, atol=1e-12)
+    W = torch.randn(5, F.shape[0], dtype=torch.float64)  # a non-contiguous block (a transposed view)
+    torch.testing.assert_close(op.matmat(W.T), F @ W.T, atol=1e-12, rtol=0)
     lin = op.to_scipy()
     np.testing.assert_allclose(lin @ v, F.numpy() @ v, atol=1e-12)
     np.testing.assert_allclose(lin.matmat(V.numpy()), (F @ V).numpy(), atol=1e-12)

@@ -53,6 +53,42 @@ def test_gauss_quadrature_is_exact_for_low_degree(net_and_data):
         assert float((U[0] ** 2 * th**k).sum()) == pytest.approx(ref, rel=1e-9)
 
 
+def test_lanczos_groups_and_reorthogonalisation(net_and_data):
+    """Columns run in memory-bounded groups give the same tridiagonals; with full re-orthogonalisation
+    n steps reproduce every eigenvalue of F (float64), without it the low-degree quadrature stays exact."""
+    _, _, F, ev = net_and_data
+    n = F.shape[0]
+    V = torch.randint(0, 2, (n, 3), generator=torch.Generator().manual_seed(5)).double() * 2 - 1
+    a_all, b_all = S.lanczos_tridiagonal(F, V, 12)
+    a_one, b_one = S.lanczos_tridiagonal(F, V, 12, max_basis_bytes=1)  # one column at a time
+    torch.testing.assert_close(a_one, a_all, atol=1e-12, rtol=0)
+    torch.testing.assert_close(b_one, b_all, atol=1e-12, rtol=0)
+    for j in range(3):  # each column alone, as its own start vector
+        a_j, b_j = S.lanczos_tridiagonal(F, V[:, j:j + 1], 12)
+        torch.testing.assert_close(a_j[0], a_all[j], atol=1e-12, rtol=0)
+        torch.testing.assert_close(b_j[0], b_all[j], atol=1e-12, rtol=0)
+    alpha, beta = S.lanczos_tridiagonal(F, V[:, :1], n)  # n steps: T_n is similar to F
+    Tn = torch.diag(alpha[0]) + torch.diag(beta[0], 1) + torch.diag(beta[0], -1)
+    np.testing.assert_allclose(torch.linalg.eigvalsh(Tn).numpy(), ev, atol=1e-9 * ev.max(), rtol=0)
+    m = 6
+    a_f, b_f = S.lanczos_tridiagonal(F, V[:, :1], m, reorthogonalize=False)
+    Tm = torch.diag(a_f[0]) + torch.diag(b_f[0], 1) + torch.diag(b_f[0], -1)
+    th, U = torch.linalg.eigh(Tm)
+    u = V[:, 0] / V[:, 0].norm()
+    for k in range(0, 2 * m):  # ∑ τ_j² θ_jᵏ = uᵀFᵏu for k ≤ 2m − 1, here too
+        ref = float(u @ torch.linalg.matrix_power(F, k) @ u)
+        assert float((U[0] ** 2 * th**k).sum()) == pytest.approx(ref, rel=1e-8)
+
+
+def test_slq_without_reorthogonalisation_matrix_free(net_and_data):
+    m, x, F, ev = net_and_data
+    d = S.spectral_density(O.FisherOperator(m, x), probes=8, steps=10, seed=2, reorthogonalize=False)
+    full = S.spectral_density(O.FisherOperator(m, x), probes=8, steps=10, seed=2)
+    for k in (1, 2):  # the same probes: within the probe error of the exact moments
+        assert abs(d.moments[k - 1] - np.mean(ev**k)) <= 4 * d.moments_se[k - 1]
+    np.testing.assert_allclose(d.moments, full.moments, rtol=1e-6)  # 10 steps: orthogonality not yet lost
+
+
 def test_slq_density_against_exact_eigenvalues(net_and_data):
     _, _, F, ev = net_and_data
     probes, n = 40, F.shape[0]

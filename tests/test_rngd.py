@@ -448,7 +448,7 @@ def test_low_rank_first_layer_step_matches_reference_and_full_rank_is_exact():
 
 
 def test_low_rank_first_layer_warm_start_tracks_the_running_metric():
-    """After several refreshes (2 warm-started subspace iterations each, k + 10 < d columns) the directions are
+    """After several refreshes (4 warm-started subspace iterations each, k + 10 < d columns) the directions are
     the top-k eigenvectors of the running metric at the last refresh."""
     D, k = 30, 3
     g = torch.Generator().manual_seed(5)
@@ -499,3 +499,52 @@ def test_damping_zero_refuses_a_singular_metric():
     xt = torch.cat([x, torch.ones(len(x), 1, dtype=DT)], 1)
     expected = torch.linalg.solve(xt.T @ xt / len(x), g.T).T
     assert torch.allclose((before - _flat_params(net[0])).reshape(g.shape) / 0.1, expected, atol=1e-8)
+
+
+def test_low_rank_inverse_apply_matches_dense_inverse_of_the_same_matrix():
+    """g M⁻¹ against the dense float64 inverse of the explicit M, for an isotropic and a diagonal remainder;
+    M is exact on the kept directions, and k = d (no remainder) gives the dense damped inverse."""
+    from actionlab.optim.rngd import low_rank_inverse_apply
+
+    gen = torch.Generator().manual_seed(7)
+    d, k, m = 20, 6, 4
+    Q, _ = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=DT))
+    spec = torch.cat([torch.linspace(40.0, 5.0, k, dtype=DT), torch.linspace(2.0, 0.05, d - k, dtype=DT)])
+    A = (Q * spec) @ Q.T
+    eps = 0.01 * torch.trace(A) / d
+    Ad = A + eps * torch.eye(d, dtype=DT)
+    vals, vecs = torch.linalg.eigh(Ad)
+    lam, V = vals.flip(0)[:k], vecs.flip(1)[:, :k]
+    g = torch.randn(m, d, generator=gen, dtype=DT)
+    P = torch.eye(d, dtype=DT) - V @ V.T
+    rho = vals.flip(0)[k:].mean()
+    D = torch.diagonal(Ad - (V * lam) @ V.T)
+    # isotropic: M = VΛVᵀ + ρP, inverted densely
+    M_iso = (V * lam) @ V.T + rho * P
+    assert torch.allclose(low_rank_inverse_apply(g, lam, V, rho), torch.linalg.solve(M_iso, g.T).T, atol=1e-10)
+    # diagonal: M⁻¹ = VΛ⁻¹Vᵀ + P D⁻¹ P; the M it inverts (its pseudo-inverse structure) is exact on V
+    Minv = (V / lam) @ V.T + P @ torch.diag(1.0 / D) @ P
+    assert torch.allclose(low_rank_inverse_apply(g, lam, V, D), g @ Minv, atol=1e-10)
+    M = torch.linalg.inv(Minv)
+    assert torch.allclose(M @ V, V * lam, atol=1e-8)
+    assert torch.all(torch.linalg.eigvalsh(Minv) > 0)  # a positive-definite metric
+    # a constant D is the isotropic remainder
+    assert torch.allclose(low_rank_inverse_apply(g, lam, V, rho.expand(d).clone()), low_rank_inverse_apply(g, lam, V, rho), atol=1e-10)
+    # k = d: the dense damped inverse, with either remainder
+    exact = torch.linalg.solve(Ad, g.T).T
+    for tail in (vals.min(), torch.ones(d, dtype=DT)):
+        assert torch.allclose(low_rank_inverse_apply(g, vals, vecs, tail), exact, atol=1e-10)
+
+
+def test_bench_goal_judgement_on_both_sides_of_the_thresholds():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_rngd.py"
+    spec = importlib.util.spec_from_file_location("bench_rngd", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.judge_goal(0.995, 1.4)
+    assert not bench.judge_goal(0.985, 1.4)  # not faithful enough
+    assert not bench.judge_goal(0.995, 1.6)  # too slow
+    assert bench.judge_goal(0.99, 1.5)  # the thresholds are inclusive

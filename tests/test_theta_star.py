@@ -140,6 +140,34 @@ def test_smallest_dominant_E_needs_every_larger_E():
     assert smallest_dominant_E(per_E[:3]) is None
 
 
+def _trend(diffs, slope, seeds=(0, 1, 2)):
+    """A hand-made trend: per E the paired difference's 95 % interval (low, high), the slope's (low, high)."""
+    per_E = [{"E": 2**k, "difference95": {"low": lo, "high": hi}} for k, (lo, hi) in enumerate(diffs, start=1)]
+    return {"per_E": per_E, "seeds": list(seeds), "slope95": {"low": slope[0], "high": slope[1]}}
+
+
+def test_judge_vanishes_reads_the_whole_trend():
+    lost, unsure, won = (-0.3, -0.1), (-0.1, 0.1), (0.1, 0.3)
+    # another term wins at small E, the candidate from E = 8 on, rising share: holds
+    assert judge_vanishes(_trend([lost, lost, won, won], (0.01, 0.05)), quick=False) == ("holds", "firm")
+    # undetermined at the smallest E but lost at E = 4, below E0 = 8: still holds (not read off the endpoints)
+    assert judge_vanishes(_trend([unsure, lost, won, won], (0.01, 0.05)), quick=False) == ("holds", "firm")
+    # the same numbers with the slope's interval straddling 0, or just below the threshold: not holds
+    assert judge_vanishes(_trend([lost, lost, won, won], (-0.01, 0.05)), quick=False) == ("inconclusive", "indicative")
+    assert judge_vanishes(_trend([lost, lost, won, won], (0.01, 0.05)), quick=False, slope_threshold=0.02)[0] == "inconclusive"
+    # dominant at the smallest E: does not hold, whatever the slope
+    assert judge_vanishes(_trend([won, won, won, won], (0.01, 0.05)), quick=False) == ("does not hold", "firm")
+    assert judge_vanishes(_trend([(0.001, 0.3), won, won, won], (-0.1, 0.2)), quick=False)[0] == "does not hold"
+    # the share falls as E grows (slope's interval below 0): does not hold
+    assert judge_vanishes(_trend([unsure, unsure, unsure, lost], (-0.05, -0.01)), quick=False)[0] == "does not hold"
+    # never distinguishably dominant at the largest E: no E0, inconclusive; dominance never lost: inconclusive
+    assert judge_vanishes(_trend([lost, lost, unsure, unsure], (0.01, 0.05)), quick=False)[0] == "inconclusive"
+    assert judge_vanishes(_trend([unsure, unsure, won, won], (0.01, 0.05)), quick=False)[0] == "inconclusive"
+    # fewer than three seeds or a quick preset: never firm
+    assert judge_vanishes(_trend([lost, lost, won, won], (0.01, 0.05), seeds=(0, 1)), quick=False) == ("holds", "indicative")
+    assert judge_vanishes(_trend([won, won, won, won], (0.01, 0.05)), quick=True) == ("does not hold", "indicative")
+
+
 def test_judge_range_both_sides():
     assert judge_range({"a": (-0.5, 0.5), "b": (-0.1, 0.07)}, quick=False) == ("holds", "firm")
     assert judge_range({"a": (-0.5, 0.5)}, quick=False) == ("does not hold", "firm")
@@ -152,3 +180,22 @@ def test_build_options_from_a_config_and_run_options():
     b = BuildOptions.of(cfg, RunOptions(out="/tmp/o", seed=4, device="cpu"), progress=False)
     assert (b.seed, b.device, b.cache, b.cache_dir, b.progress) == (4, "cpu", False, "/tmp/x", False)
     assert BuildOptions.of(object(), RunOptions(out="/tmp/o", seed=4), seed=7).seed == 7
+
+
+def test_embedding_dim_refuses_a_kinked_activation_before_training(tmp_path, monkeypatch):
+    """relu has no J-term decomposition: embedding-dim must fail with the ValueCheckError of
+    expansion.terms before loading data or training any θ* (the trainer is never reached)."""
+    from actionlab._checks import ValueCheckError
+    from actionlab.experiments import embedding_dim as ed
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a θ* was trained before the activation was checked")
+
+    monkeypatch.setattr(ed, "get_theta_star", no_training)
+    monkeypatch.setattr(ed, "load_splits", no_training)
+    config = ed.EmbeddingDimConfig(activation="relu")
+    with pytest.raises(ValueCheckError, match="relu is not analytic at 0"):
+        ed.run(config, RunOptions(out=str(tmp_path / "ed")))
+    expansion.check_terms_activation("silu")  # an analytic σ with σ(0) = 0 passes
+    with pytest.raises(ValueCheckError, match="σ\\(0\\) = 0"):
+        expansion.check_terms_activation("sigmoid")

@@ -188,6 +188,10 @@ def test_embedding_dim_quick(tmp_path, cache_dir):
         assert r["subterms"]["U·W·W"] == 10 * r["H"] * r["E"] ** 2
         total = sum(v for k, v in r["terms"].items() if k in ("c·c", "U·W", "U·b"))
         assert total == pytest.approx(r["S_n"][2], rel=1e-8, abs=1e-12)
+        total3 = sum(v for k, v in r["terms"].items() if k not in ("c·c", "U·W", "U·b"))  # vs the series' S_3
+        assert total3 == pytest.approx(r["S_n"][3], rel=1e-8, abs=1e-12)
+        assert r["shares_S3"]["U·W·W"] == pytest.approx(abs(r["terms"]["U·W·W"]) / sum(
+            abs(v) for k, v in r["terms"].items() if k not in ("c·c", "U·W", "U·b")))
     assert {r["seed"] for r in res.rows} == {0, 1}
     for kind in ("learned", "pca"):
         t = res.trends[f"{kind}/S3"]

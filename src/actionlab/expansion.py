@@ -88,6 +88,7 @@ __all__ = [
     "Term",
     "Terms",
     "terms",
+    "check_terms_activation",
     "class_frequencies",
     "j_tensor",
     "j_contract",
@@ -667,7 +668,7 @@ class Terms:
         return [t for t in self.terms if t.order == n]
 
 
-def _check_terms_activation(act: _act.Activation, *, need_zero_at_origin: bool = True) -> None:
+def check_terms_activation(act: _act.Activation | str, *, need_zero_at_origin: bool = True) -> None:
     """Refuse σ without a J-term decomposition at θ = 0 (ValueCheckError naming the fix).
 
     A kink at 0 (relu, leaky relu, elu) is always refused: t ↦ S(tθ) is then smooth
@@ -675,7 +676,9 @@ def _check_terms_activation(act: _act.Activation, *, need_zero_at_origin: bool =
     W z + b, and no coefficient multiplies a J-contraction (for relu the U-linear part
     of S_2 is Σ U_αβ D_α[relu(W z + b)_β], and S_{n+1}, n ≥ 2, has none). With
     ``need_zero_at_origin`` (the named terms of :func:`terms`) σ(0) = 0 is required too.
+    Experiments call it before training so that a refused σ fails before any work is done.
     """
+    act = _act.get(act) if isinstance(act, str) else act
     if not act.analytic_at_zero or 0.0 in tuple(act.kinks):
         raise ValueCheckError(
             f"{act.name} is not analytic at 0, so the S_n are not polynomials in θ and have no J-term decomposition "
@@ -708,7 +711,7 @@ def terms(params, z: torch.Tensor, labels: torch.Tensor, *, activation=None, exa
     """
     p, z, labels, _ = _checked(group, _prepare, params, z, labels, activation)
     _same_params(p, group)
-    _check_terms_activation(p.activation)
+    check_terms_activation(p.activation)
     M, H, E = p.M, p.H, p.E
     tau = p.activation.taylor(2)
     s1, s2 = tau[1], 2.0 * tau[2]  # σ'(0), σ''(0)
@@ -775,7 +778,7 @@ def terms(params, z: torch.Tensor, labels: torch.Tensor, *, activation=None, exa
 
 def _kappa_activation(activation, n: int, M: int) -> _act.Activation:
     act = _act.get(activation)
-    _check_terms_activation(act, need_zero_at_origin=False)
+    check_terms_activation(act, need_zero_at_origin=False)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueCheckError(f"n must be an int ≥ 1 (the power of W in Σ J U Wⁿ), got {n!r}")
     if not isinstance(M, int) or isinstance(M, bool) or M < 1:
@@ -832,7 +835,7 @@ def leading_series(params, z, labels, n_max: int, *, activation=None, batch_size
     one-sided coefficients). ``group``: each rank passes its shard (docs/distributed.md).
     """
     p, z, labels, _ = _checked(group, _prepare, params, z, labels, activation)
-    _check_terms_activation(p.activation, need_zero_at_origin=False)
+    check_terms_activation(p.activation, need_zero_at_origin=False)
     if not isinstance(n_max, int) or n_max < 1:
         raise ValueCheckError(f"n_max must be an int ≥ 1, got {n_max!r}")
     M = p.M
@@ -862,7 +865,7 @@ def leading_series(params, z, labels, n_max: int, *, activation=None, batch_size
 
 def _s2_blocks(z, labels, activation, M):
     act = _act.get(activation)
-    _check_terms_activation(act)
+    check_terms_activation(act)
     s1 = act.taylor(1)[1]
     check_matrix(z, "z")
     check_labels(labels, M)

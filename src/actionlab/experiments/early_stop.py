@@ -178,20 +178,38 @@ class EarlyStopConfig:
     momentum: float = param(0.9, "heavy-ball momentum μ of the optimizer sweep (lr = η(1 − μ): same effective step)",
                             min=0.0, max=0.999)
     adam_lr: float = param(1e-3, "Adam's learning rate in the optimizer sweep", min=0.0, exclusive_min=True)
-    steps: int = param(1500, "optimizer steps at the baseline f₀; a regime with fraction f runs steps·f₀/f "
-                       "(the same gradient-flow time η·k), at most max_steps", min=2)
-    max_steps: int = param(6000, "cap on the steps of one run", min=2)
+    steps: int = param(1500, "step budget at the baseline (f₀, N₀): a regime with fraction f and N samples may run "
+                       "budget = steps·(f₀/f)·max(1, N/N₀) steps (the same gradient-flow time η·k, growing with N "
+                       "because a larger training set overfits later; Adam: steps·max(1, N/N₀)), at most max_steps; "
+                       "it ends earlier once S_E has passed its minimum (pass_margin, pass_patience)", min=2)
+    max_steps: int = param(6000, "cap on the step budget of one run", min=2)
+    pass_margin: float = param(0.02, "early end of a run, stated before it: training stops at the first measurement k "
+                               "where the rule has fired, S_E(k) ≥ min_{j≤k} S_E(j) + pass_margin (nats) and "
+                               "k ≥ (1 + pass_patience)·argmin_{j≤k} S_E; a run that never meets it uses its whole "
+                               "budget, and one whose S_E minimum is its last measurement stays inconclusive", min=0.0,
+                               exclusive_min=True)
+    pass_patience: float = param(0.5, "see pass_margin: the run goes on at least this fraction of argmin S_E past the "
+                                 "minimum before it may end", min=0.0)
     measure_every: int = param(1, "∇S_T·∇S_E, S_T, S_E every this many steps at least (the measurement grid)", min=1)
     grid_samples: int = param(1000, "the grid widens with N: every max(measure_every, ⌈N_train / grid_samples⌉) steps, "
                               "so that the full-set gradients cost about as much as the training itself", min=1)
-    seeds: int = param(3, "seeds per regime (options.seed, +1, …): data subsample, embedding, init, batch order",
-                       min=2)
+    seeds: int = param(3, "seeds of the gradient-flow-like cells (full-batch GD / heavy ball with f < near_limit; "
+                       "options.seed, +1, …): a seed redraws the data subsample, refits the embedding, reinitialises "
+                       "the model and reorders the batches", min=2)
+    noisy_seeds: int = param(10, "seeds of the cells whose gap scatters over seeds: mini-batch, Adam and f ≥ near_limit "
+                             "(3 seeds gave t-intervals straddling the tolerance there: b64 −306 [−740, 128] steps, "
+                             "Adam +39 [−0.3, 78]; with the measured spread, 10 seeds put the 90 % interval on one side)",
+                             min=2)
+    near_limit: float = param(0.75, "step fractions f ≥ this count as near the stability limit (noisy_seeds)",
+                              min=0.0, exclusive_min=True)
     test_per_class: int | None = param(100, "S_E on this many test samples per class (None: the whole test split)", min=1)
     lambda_samples: int = param(500, "training samples on which λ_max of the FIM is measured (Lanczos)", min=10)
     step_tolerance: float = param(0.05, "'holds' needs |gap in steps| ≤ max(measure_every, this × mean argmin step)",
                                   min=0.0)
     nats_tolerance: float = param(0.01, "'holds' needs S_E(rule) − min S_E ≤ this many nats", min=0.0)
     level: float = param(0.9, "level of the t-intervals over seeds", min=0.5, max=0.999)
+    num_threads: int = param(1, "torch intra-op threads during the run (these nets are small: 1 is fastest, on a busy "
+                             "2-core machine by 20× and more); 0 = leave as is", min=0)
     cache: bool = param(True, "cache the loaded splits and fixed embeddings on disk")
     cache_dir: str | None = param(None, "cache directory (None: the default cache)")
     PRESETS: ClassVar[dict] = {
@@ -246,13 +264,15 @@ def judge_regime(gap_steps: dict | None, gap_nats: dict | None, step_tol: float,
     """Verdict and strength of one regime from the intervals of its gaps (stated before measuring).
 
     "holds": the gap-in-steps interval lies within ±step_tol and the gap-in-nats interval below
-    nats_tol, with no censored run.  "does not hold": the gap interval lies wholly beyond +step_tol
+    nats_tol, with no censored run.  A seed whose S_E minimum is still its last measurement with no
+    firing (status "none": the budget ended before S_E passed its minimum) makes the regime
+    "inconclusive", whatever the other seeds say.  "does not hold": the gap interval lies wholly beyond +step_tol
     or −step_tol, or the nats interval wholly above nats_tol (censored bounds only strengthen these,
     as long as all censoring is in one direction).  Otherwise "inconclusive".  Strength: "firm" for
     a decided verdict on ≥ ``firm_seeds`` informative seeds, else "indicative".
     """
     counts = counts or {}
-    if gap_steps is None or gap_nats is None:
+    if gap_steps is None or gap_nats is None or counts.get("none", 0):
         return "inconclusive", "indicative"
     late, early = counts.get("late", 0), counts.get("early", 0)
     if late and early:
@@ -277,6 +297,54 @@ def step_tolerance(summary: dict, config: EarlyStopConfig, n_train: int) -> floa
     """max(grid, step_tolerance × mean argmin step): the ± band of 'the rule fires at the minimum'."""
     mean_min = summary["min_step"]["estimate"] if summary["min_step"] else 0.0
     return float(max(measurement_grid(config, n_train), config.step_tolerance * mean_min))
+
+
+def step_budget(config: EarlyStopConfig, regime: Regime) -> int:
+    """Most steps of one run: steps·(f₀/f)·max(1, N/N₀) (Adam: steps·max(1, N/N₀)), at most max_steps."""
+    grow = max(1.0, regime.n_train / config.n_train)
+    flow = 1.0 if regime.optimizer == "adam" else config.lr_fraction / regime.lr_fraction
+    return int(min(config.max_steps, math.ceil(config.steps * flow * grow)))
+
+
+def is_noisy(config: EarlyStopConfig, regime: Regime) -> bool:
+    """Mini-batch, Adam or f ≥ near_limit: the cells whose gap scatters over seeds (they get noisy_seeds)."""
+    return regime.batch_size is not None or regime.optimizer == "adam" or regime.lr_fraction >= config.near_limit
+
+
+def regime_seeds(config: EarlyStopConfig, regime: Regime, first: int) -> list[int]:
+    """The seeds of one regime: ``first`` + 0, 1, … (noisy_seeds or seeds of them, see :func:`is_noisy`)."""
+    return [first + i for i in range(config.noisy_seeds if is_noisy(config, regime) else config.seeds)]
+
+
+def passed_minimum(step: int, s_e: float, min_step: int, min_s_e: float, fired: bool, margin: float,
+                   patience: float) -> bool:
+    """The early end of a run: the rule has fired, S_E ≥ min S_E + margin and step ≥ (1 + patience)·argmin S_E."""
+    return bool(fired and s_e >= min_s_e + margin and step >= (1.0 + patience) * min_step)
+
+
+class _PassedMinimum:
+    """Callback after the GradientAlignmentStop: ends training once :func:`passed_minimum` holds at a measurement."""
+
+    def __init__(self, rule, margin: float, patience: float) -> None:
+        self.rule, self.margin, self.patience = rule, margin, patience
+        self.best, self.best_step, self.seen, self.stop_reason = math.inf, 0, 0, ""
+
+    def on_step_end(self, state) -> bool:
+        recs = self.rule.records
+        for rec in recs[self.seen:]:  # the running minimum over all measurements (the first one wins ties)
+            if rec.S_E < self.best:
+                self.best, self.best_step = rec.S_E, rec.step
+        self.seen = len(recs)
+        last = recs[-1] if recs else None
+        if last is None or last.step != state.step:
+            return False
+        if passed_minimum(last.step, last.S_E, self.best_step, self.best, self.rule.stop_step is not None,
+                          self.margin, self.patience):
+            self.stop_reason = (f"S_E passed its minimum: {last.S_E:.4f} ≥ {self.best:.4f} + {self.margin} at step "
+                                f"{last.step} ≥ (1 + {self.patience})·{self.best_step}; rule fired at "
+                                f"{self.rule.stop_step}")
+            return True
+        return False
 
 
 # ----------------------------------------------------------------------------- training one run
@@ -358,20 +426,21 @@ def train_regime(config: EarlyStopConfig, regime: Regime, seed: int, device, sto
     model = _model(config, tr, seed).to(device)
     lam0 = _lambda_max(model, tr.z, config.lambda_samples)
     opt, eta = _optimizer(config, regime, lam0)
-    steps = min(config.max_steps, math.ceil(config.steps * config.lr_fraction / regime.lr_fraction)) \
-        if regime.optimizer != "adam" else config.steps
+    steps = step_budget(config, regime)
     every = measurement_grid(config, len(tr.z))
     rule = _train.GradientAlignmentStop((tr.z, tr.labels), (te.z, te.labels), every=every,
                                         stop=False, seed=seed)
     snap = _SnapshotAtMin(rule)
+    ends = _PassedMinimum(rule, config.pass_margin, config.pass_patience)
     bs = len(tr.z) if regime.batch_size is None else regime.batch_size
     spec = _train.TrainSpec(epochs=math.ceil(steps / math.ceil(len(tr.z) / bs)), max_steps=steps, batch_size=bs,
                             seed=seed, eval_every=steps, progress=False)
-    hist = _train.Trainer(model, (tr.z, tr.labels), optimizer=opt, spec=spec, callbacks=(rule, snap),
+    hist = _train.Trainer(model, (tr.z, tr.labels), optimizer=opt, spec=spec, callbacks=(rule, snap, ends),
                           device=device).run()
     trace = rule.as_dict()
     cmp = compare_rule(trace["step"], trace["S_E"], trace["dot"], 0.0)
-    out = {"seed": seed, "n_train": len(tr.z), "lambda_max_init": lam0, "lr": opt.lr, "eta": eta, "steps": steps,
+    out = {"seed": seed, "n_train": len(tr.z), "lambda_max_init": lam0, "lr": opt.lr, "eta": eta, "budget": steps,
+           "steps": hist.steps_done, "passed_minimum": bool(ends.stop_reason),
            "every": every, "batch_size": bs, "comparison": cmp, "gap": run_gaps(cmp), "stop_reason": hist.stop_reason,
            "wall_time_s": hist.wall_time_s, "trace": _thin(trace)}
     if snap.state is not None and not cmp["min_at_end"]:
@@ -403,12 +472,29 @@ def run(config: EarlyStopConfig, options: RunOptions) -> EarlyStopResult:
                            data={"dataset": config.dataset, "standardize": config.standardize,
                                  "sizes": sorted({config.n_train, *config.sizes})})
     grid = regime_grid(config)
-    seeds = [options.seed + i for i in range(config.seeds)]
     res = EarlyStopResult(baseline=grid[0].key)
+    bar = tqdm(total=sum(len(regime_seeds(config, r, options.seed)) for r in grid), desc="early-stop", disable=None)
+    threads = torch.get_num_threads()
+    if config.num_threads > 0:
+        torch.set_num_threads(config.num_threads)
+    try:
+        _run_grid(config, options, grid, res, bar)
+    finally:
+        torch.set_num_threads(threads)
+        bar.close()
+    for claim in regime_claims(res, config, options):
+        run_folder.add_claim(claim)
+    _figure(run_folder, res)
+    run_folder.finish(res, _summary(run_folder, res, config))
+    return res
+
+
+def _run_grid(config: EarlyStopConfig, options: RunOptions, grid: list[Regime], res: EarlyStopResult, bar) -> None:
+    """Train every regime on its seeds, summarise over seeds and judge it (appends to ``res.regimes``)."""
     store: dict = {}
-    bar = tqdm(total=len(grid) * len(seeds), desc="early-stop", disable=None)
     for regime in grid:
         runs = []
+        seeds = regime_seeds(config, regime, options.seed)
         for s in seeds:
             runs.append(train_regime(config, regime, s, options.device, store))
             bar.update()
@@ -421,12 +507,6 @@ def run(config: EarlyStopConfig, options: RunOptions) -> EarlyStopResult:
                             "batch_size": regime.batch_size, "n_train": regime.n_train, "seeds": seeds,
                             "runs": runs, "summary": summ, "step_tolerance": tol, "verdict": verdict,
                             "strength": strength})
-    bar.close()
-    for claim in regime_claims(res, config, options):
-        run_folder.add_claim(claim)
-    _figure(run_folder, res)
-    run_folder.finish(res, _summary(run_folder, res, config))
-    return res
 
 
 def _fmt_iv(iv: dict | None, digits: int = 0) -> str:
@@ -436,8 +516,31 @@ def _fmt_iv(iv: dict | None, digits: int = 0) -> str:
     return f"{f.format(iv['estimate'])} [{f.format(iv['low'])}, {f.format(iv['high'])}]"
 
 
+def gap_statement(summary: dict) -> str:
+    """One regime in words: "fires early by X [lo, hi] steps, costing Y [lo, hi] nats", with its censoring.
+
+    The direction is the sign of the mean gap (rule step − argmin S_E); the bracket is the interval of
+    that magnitude (a bound of the other sign means the interval reaches the other side).
+    """
+    g, n, c = summary["gap_steps"], summary["gap_nats"], summary.get("counts", {})
+    if c.get("none"):
+        return (f"S_E was still falling at the end of the step budget in {c['none']} of "
+                f"{sum(c.values())} seeds (minimum not reached): inconclusive")
+    if g is None or n is None:
+        return "fewer than two informative seeds: no interval"
+    sign = 1.0 if g["estimate"] >= 0 else -1.0
+    word = "late" if sign > 0 else "early"
+    lo, hi = sorted((sign * g["low"], sign * g["high"]))
+    text = (f"fires {word} by {sign * g['estimate']:.1f} [{lo:.1f}, {hi:.1f}] steps, costing "
+            f"{n['estimate']:.4f} [{n['low']:.4f}, {n['high']:.4f}] nats ({g['level']:.0%} t-intervals, {g['n']} seeds")
+    censored = [f"{c[k]} {k}" for k in ("late", "early") if c.get(k)]
+    return text + (f"; censored at their bound: {', '.join(censored)})" if censored else ")")
+
+
+
 def _evidence(reg: dict, config: EarlyStopConfig, options: RunOptions) -> dict:
     s = reg["summary"]
+    runs = reg["runs"]
     return {"preset": options.preset, "seeds": {"number": len(reg["seeds"]), "list": reg["seeds"]},
             "n_train": reg["n_train"], "batch_size": reg["batch_size"] or "full", "optimizer": reg["optimizer"],
             "lr_fraction_of_2_over_lambda0": reg["lr_fraction"], "widths": {"E": config.dim, "H": config.hidden},
@@ -447,6 +550,14 @@ def _evidence(reg: dict, config: EarlyStopConfig, options: RunOptions) -> dict:
             "interval": {"gap_steps": s["gap_steps"], "gap_nats": s["gap_nats"], "level": config.level,
                          "method": "t over seeds"},
             "counts": s["counts"],
+            "statement": gap_statement(s),
+            "step_budget": runs[0]["budget"] if runs else None,
+            "steps_run": [r["steps"] for r in runs],
+            "min_at_end_of_budget_seeds": sum(bool(r["comparison"]["min_at_end"]) for r in runs),
+            "stopping_rule": f"a run ends at step budget = steps·(f₀/f)·max(1, N/N₀) (cap {config.max_steps}), or "
+                             f"earlier at the first measurement k where the rule has fired, S_E(k) ≥ min S_E + "
+                             f"{config.pass_margin} nats and k ≥ (1 + {config.pass_patience})·argmin S_E; a seed "
+                             "whose S_E minimum is its last measurement (rule not fired) makes the cell inconclusive",
             "threshold": {"steps": reg["step_tolerance"], "nats": config.nats_tolerance},
             "decision_rule": "holds if the gap-in-steps interval ⊂ ±max(grid, step_tolerance·mean argmin step) and the "
                              "gap-in-nats interval < nats_tolerance, no censored seed; does not hold if either interval "
@@ -464,8 +575,7 @@ def regime_claims(res: EarlyStopResult, config: EarlyStopConfig, options: RunOpt
             {"gap_steps": s["gap_steps"] and s["gap_steps"]["estimate"], "gap_nats": s["gap_nats"] and s["gap_nats"]["estimate"],
              "argmin_step": s["min_step"] and s["min_step"]["estimate"]},
             reg["verdict"],
-            f"gap {_fmt_iv(s['gap_steps'], 1)} steps, {_fmt_iv(s['gap_nats'], 4)} nats ({config.level:.0%} t-intervals "
-            f"over {len(reg['seeds'])} seeds; seeds measured/late/early/no-min: {s['counts']}); tolerance "
+            f"{gap_statement(s)}; seeds measured/late/early/no-min: {s['counts']}; tolerance "
             f"±{reg['step_tolerance']:.0f} steps, {config.nats_tolerance} nats",
             id=f"001.early-stop.{reg['key']}", evidence=_evidence(reg, config, options), strength=reg["strength"]))
     base = next(r for r in res.regimes if r["key"] == res.baseline)
@@ -493,13 +603,20 @@ def overall_measured(res: EarlyStopResult) -> dict:
         holding.append(r["lr_fraction"])
     pick = lambda sweep, cond: {r["label"]: f"{gap(r)} steps ({r['verdict']})"  # noqa: E731
                                 for r in res.regimes if sweep in r["sweeps"] and cond(r)}
+    say = lambda sweep, cond: {  # noqa: E731  the per-regime sentence: direction, size, intervals, verdict
+        r["label"]: f"{gap_statement(r['summary'])} — {r['verdict']} ({r.get('strength', 'indicative')})"
+        for r in res.regimes if sweep in r["sweeps"] and cond(r)}
     return {"baseline": f"{base['label']}: gap {gap(base)} steps, "
                         f"{_fmt_iv(base['summary']['gap_nats'], 4)} nats",
             "gd_holds_up_to_f": max(holding) if holding else None,  # η ≤ f·2/λ_max(θ₀)
             "step_size": pick("step size", lambda r: r["key"] != res.baseline),
             "minibatch": pick("batch size", lambda r: r["batch_size"] is not None),
             "optimizer": pick("optimizer", lambda r: r["optimizer"] != "gd"),
-            "size": pick("training-set size", lambda r: r["key"] != res.baseline)}
+            "size": pick("training-set size", lambda r: r["key"] != res.baseline),
+            "step_size_gaps": say("step size", lambda r: r["key"] != res.baseline),
+            "minibatch_gaps": say("batch size", lambda r: r["batch_size"] is not None),
+            "optimizer_gaps": say("optimizer", lambda r: r["optimizer"] != "gd"),
+            "size_gaps": say("training-set size", lambda r: r["key"] != res.baseline)}
 
 
 # ----------------------------------------------------------------------------- figures and summary
@@ -597,8 +714,15 @@ def _summary(run_folder: RunFolder, res: EarlyStopResult, config: EarlyStopConfi
             f"η = {config.lr_fraction}·2/λ_max(θ₀), N₀ = {config.n_train}, {config.steps} steps; S_T, S_E, ∇S_T·∇S_E on "
             f"the full training set and {'the whole test split' if config.test_per_class is None else f'{10 * config.test_per_class} test samples'} "
             f"every max({config.measure_every}, ⌈N/{config.grid_samples}⌉) steps; λ_max = top FIM eigenvalue (Lanczos, {config.lambda_samples} training "
-            f"samples); {config.seeds} seeds per regime, {config.level:.0%} t-intervals. Tolerances (set before the run): "
+            f"samples); {config.seeds} seeds per full-batch GD / momentum regime with f < {config.near_limit}, "
+            f"{config.noisy_seeds} per mini-batch, Adam or f ≥ {config.near_limit} regime, {config.level:.0%} "
+            f"t-intervals. Step budget steps·(f₀/f)·max(1, N/N₀) ≤ {config.max_steps}; a run ends earlier at the "
+            f"first measurement where the rule has fired, S_E ≥ min S_E + {config.pass_margin} nats and the step is "
+            f"≥ (1 + {config.pass_patience})·argmin S_E. Tolerances (set before the run): "
             f"±max(grid, {config.step_tolerance}·argmin step) steps and {config.nats_tolerance} nats. "
             f"Seeds m/l/e/n: gap measured / rule never fired (late, lower bound) / S_E still falling when the rule fired "
             f"(early, bound) / neither.\n\n")
-    return head + regime_table(res) + "\n\n## Claims\n\n" + claims_table_md(run_folder.claims)
+    per_regime = "\n".join(f"- {r['label']}: {gap_statement(r['summary'])} — **{r['verdict']}** ({r['strength']})"
+                           for r in res.regimes)
+    return (head + regime_table(res) + "\n\n## Per regime\n\n" + per_regime + "\n\n## Claims\n\n"
+            + claims_table_md(run_folder.claims))

@@ -62,6 +62,9 @@ class FimSpectrumConfig:
     C: int = param(1, "number of outputs C = M_L", min=1)
     T: int = param(100, "number of random inputs T of the FIM (A.26)", min=1)
     seeds: int = param(4, "random networks per (activation, M); mean ± std reported", min=1)
+    seeds_largest: int = param(
+        16, "random networks per activation at the largest width M, where the claims are judged (A.12, A.25, "
+           "Theorem 4, A.4, A.9, per layer A.19, B.10 with a linear output); 0: the same as seeds", min=0)
     inputs: str = param("gaussian", "inputs x: 'gaussian' (i.i.d. N(0, 1): q̂⁰ = 1, q̂⁰_st = 0) or an actionlab.data "
                                     "set name (then M_0 is the data's dimension and q̂⁰, q̂⁰_st are measured)")
     T_grid: tuple[int, ...] = param(
@@ -73,7 +76,8 @@ class FimSpectrumConfig:
     C_width: int = param(400, "reference width M of the sweep over C (A.5)", min=1)
     C_T: int = param(10, "number of inputs T of the sweep over C (A.5)", min=1)
     relu_output_seeds: int = param(
-        8, "random relu networks per output unit (linear vs relu) for the q̃^L boundary of B.10", min=1)
+        24, "random relu networks with a relu output unit f = φ(u^L) for B.10's q̃^L = 1/2 (the linear-output "
+            "networks are section 1's at the largest width)", min=1)
     quick_check: bool = param(True, "also run the papers.md quick check (tanh, L = 3, M = 400, T = 60)")
     tolerance: float = param(
         0.1, "largest |relative error| at the largest width for a 'holds' verdict (dimensionless)", min=0.0,
@@ -86,10 +90,16 @@ class FimSpectrumConfig:
 
     PRESETS: ClassVar[dict[str, dict]] = {
         "quick": {"widths": (50, 100, 200, 400), "seeds": 2, "T": 40, "T_grid": (1, 5, 20, 60), "T_width": 300,
-                  "C_grid": (1, 10, 40), "C_width": 100, "C_T": 5, "relu_output_seeds": 4, "tolerance": 0.15},
+                  "C_grid": (1, 10, 40), "C_width": 100, "C_T": 5, "relu_output_seeds": 4, "tolerance": 0.15,
+                  "seeds_largest": 4},
         "default": {},
-        "full": {"widths": (100, 200, 500, 1000, 2000, 4000), "seeds": 8, "T_grid": (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)},
+        "full": {"widths": (100, 200, 500, 1000, 2000, 4000), "seeds": 8, "seeds_largest": 32, "relu_output_seeds": 64,
+                 "T_grid": (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)},
     }
+
+    def seeds_at(self, M: int) -> int:
+        """Random networks drawn at width M: ``seeds``, or max(seeds, seeds_largest) at the largest width."""
+        return max(self.seeds, self.seeds_largest) if M == max(self.widths) else self.seeds
 
 
 @short_repr
@@ -239,7 +249,7 @@ def _width_row(ctx: _Context, a: str, M: int, res: FimSpectrumResult) -> None:
     widths = _widths(config, M, config.C, ctx.M0)
     arch = mf.Architecture(a, widths, M=M, sigma_w2=sw, sigma_b2=sb)
     vals, qs = [], []
-    for s in range(config.seeds):
+    for s in range(config.seeds_at(M)):
         gen = torch.Generator().manual_seed(ctx.options.seed * 100_003 + s * 7919 + M)
         x = ctx.inputs(config.T, widths[0], gen)
         qs.append(ctx.input_stats(x))
@@ -304,22 +314,32 @@ def _t_sweep(ctx: _Context, res: FimSpectrumResult) -> None:
 
 
 def _relu_boundary(ctx: _Context, res: FimSpectrumResult) -> None:
-    """Section 3: relu networks with a linear and with a relu output unit against q̃^L = 1 and B.10's 1/2."""
+    """Section 3: relu networks with a linear and with a relu output unit against q̃^L = 1 and B.10's 1/2.
+
+    The linear-output networks are those of section 1 at the largest width (the same distribution; no
+    second draw); ``relu_output_seeds`` fresh networks with a relu output unit."""
     config = ctx.config
     sw, sb = ctx.sig["relu"]
     M = max(config.widths)
     widths = _widths(config, M, config.C, ctx.M0)
+    row1 = next(r for r in res.rows if r["activation"] == "relu" and r["M"] == M)
     for out_act in (None, "relu"):
-        net_arch = mf.Architecture("relu", widths, M=M, sigma_w2=sw, sigma_b2=sb, output_activation=out_act)
-        vals = []
-        for s in range(config.relu_output_seeds):
-            gen = torch.Generator().manual_seed(ctx.options.seed * 100_003 + s * 7919 + 77)
-            x = ctx.inputs(config.T, widths[0], gen)
-            vals.append(measure(net_arch, x, gen, dtype=ctx.dtype, device=ctx.device, fr=False, group=ctx.options.group))
+        if out_act is None:
+            vals = [{"m": m, "s": s, "lambda_max": lam}
+                    for m, s, lam in zip(row1["m_seeds"], row1["s_seeds"], row1["lambda_max_seeds"])]
+        else:
+            net_arch = mf.Architecture("relu", widths, M=M, sigma_w2=sw, sigma_b2=sb, output_activation=out_act)
+            vals = []
+            for s in range(config.relu_output_seeds):
+                gen = torch.Generator().manual_seed(ctx.options.seed * 100_003 + s * 7919 + 77)
+                x = ctx.inputs(config.T, widths[0], gen)
+                vals.append(measure(net_arch, x, gen, dtype=ctx.dtype, device=ctx.device, fr=False,
+                                    group=ctx.options.group))
         for boundary in (None, "relu"):
             th = mf.predict(mf.Architecture("relu", widths, M=M, sigma_w2=sw, sigma_b2=sb,
                                             output_activation=boundary), T=config.T)
-            row = {"network_output": out_act or "linear", "boundary": _ONE if boundary is None else _HALF, "M": M}
+            row = {"network_output": out_act or "linear", "boundary": _ONE if boundary is None else _HALF, "M": M,
+                   "n": len(vals), "networks": "section 1 (largest M)" if out_act is None else "own draw"}
             for k in ("m", "s", "lambda_max"):
                 _stat_entry(row, k, [v[k] for v in vals], getattr(th, k), getattr(th, k))
             res.relu_boundary.append(row)
@@ -505,7 +525,7 @@ def _layer_figure(rf: RunFolder, res: FimSpectrumResult, config: FimSpectrumConf
         ax.set_xlabel("layer l")
         ax.set_ylabel(lab)
         ax.set_title(lab)
-    fig.suptitle(f"Per-layer terms of F* (A.19) at M = {Mmax}, {config.seeds} seeds")
+    fig.suptitle(f"Per-layer terms of F* (A.19) at M = {Mmax}, {config.seeds_at(Mmax)} seeds")
     _legend_right(fig, axes[-1])
     rf.save_figure(fig, "per_layer")
 
@@ -518,7 +538,8 @@ def _figures(rf: RunFolder, res: FimSpectrumResult, config: FimSpectrumConfig) -
 
     colors = dict(zip(config.activations, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     _stats_figure(rf, res.rows, "M", "width M", f"Statistics against M (L = {config.L}, C = {config.C}, "
-                  f"T = {config.T}, {config.seeds} seeds; mean ± std)", "stats_vs_M", colors)
+                  f"T = {config.T}, {config.seeds} seeds, {config.seeds_at(max(config.widths))} at the largest M; "
+                  f"mean ± std)", "stats_vs_M", colors)
     _stats_figure(rf, res.t_rows, "T", "number of inputs T", f"Statistics against T (M = {config.T_width}, "
                   f"{config.seeds} seeds; mean ± std)", "stats_vs_T", colors)
     if res.c_rows:
@@ -595,11 +616,28 @@ def _interval(values, level: float) -> dict:
     return {"estimate": iv.estimate, "low": iv.low, "high": iv.high, "level": level, "n": iv.n}
 
 
+def _plain(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+def reduced_from_full(config: FimSpectrumConfig) -> dict:
+    """The settings in which ``config`` falls short of the ``full`` preset (the documents' scale):
+    {field: {"here": value, "full": value}}; empty when the run is at full scale."""
+    full = {**{f: getattr(FimSpectrumConfig(), f) for f in FimSpectrumConfig.PRESETS["full"]},
+            **FimSpectrumConfig.PRESETS["full"]}
+    return {k: {"here": _plain(getattr(config, k)), "full": _plain(v)} for k, v in full.items()
+            if _plain(getattr(config, k)) != _plain(v)}
+
+
 def _evidence(config: FimSpectrumConfig, options: RunOptions, statistic: str, intervals, threshold, rule: str,
-              **extra) -> dict:
-    return {"preset": options.preset, "seeds": {"number": config.seeds, "list": list(range(config.seeds))},
+              n_seeds: int | None = None, **extra) -> dict:
+    """The evidence dict of a claim; ``n_seeds``: networks per point the claim rests on (default: those at the
+    largest width)."""
+    n = config.seeds_at(max(config.widths)) if n_seeds is None else n_seeds
+    return {"preset": options.preset, "seeds": {"number": n, "list": list(range(n)), "at_smaller_widths": config.seeds},
             "base_seed": options.seed, "widths": list(config.widths), "L": config.L, "C": config.C, "T": config.T,
-            "statistic": statistic, "interval": intervals, "threshold": threshold, "decision_rule": rule, **extra}
+            "statistic": statistic, "interval": intervals, "threshold": threshold, "decision_rule": rule,
+            "reduced_from_full": reduced_from_full(config), **extra}
 
 
 _WITHIN = "holds if every interval of the relative error lies in [−tol, tol]; does not hold if one lies outside; else inconclusive"
@@ -618,21 +656,21 @@ def _claims(rf: RunFolder, res: FimSpectrumResult, config: FimSpectrumConfig, op
     _b12_claim(rf, config, options)
 
 
-def _relerr_claim(rf, config, options, rows, key, cid, name, eq, extra_detail=""):
+def _relerr_claim(rf, config, options, rows, key, cid, name, eq, extra_detail="", **extra_evidence):
     """A claim "measured statistic = theory" at the largest M: per activation the interval over seeds of the
     relative error, judged against ±tolerance."""
-    tol, lev = config.tolerance, config.level
+    tol, lev, n = config.tolerance, config.level, config.seeds_at(rows[0]["M"])
     ivs = {r["activation"]: _interval(r[key + "_relerr_seeds"], lev) for r in rows}
     verdict = judge_within([(iv["low"], iv["high"]) for iv in ivs.values()], tol)
     rf.add_claim(Claim(
         "004", f"{name} ({eq}) for wide random networks", document_value=name,
         measured={r["activation"]: f"{_fmt(r[key])} ± {_fmt(r[key + '_std'])} vs theory {_fmt(r[key + '_theory'])} "
                                    f"(rel. err {r[key + '_relerr']:+.3f})" for r in rows},
-        verdict=verdict, id=cid, strength=strength_of(verdict, config.seeds),
-        details=f"M = {rows[0]['M']}, L = {config.L}, C = {config.C}, T = {config.T}, {config.seeds} seeds; "
+        verdict=verdict, id=cid, strength=strength_of(verdict, n),
+        details=f"M = {rows[0]['M']}, L = {config.L}, C = {config.C}, T = {config.T}, {n} seeds; "
                 f"{lev:.0%} t-intervals of the relative error over seeds within ±{tol}.{extra_detail}",
         evidence=_evidence(config, options, f"relative error of the seed mean of {key} at M = {rows[0]['M']}",
-                           ivs, {"tolerance": tol}, _WITHIN)))
+                           ivs, {"tolerance": tol}, _WITHIN, **extra_evidence)))
 
 
 def _stat_claims(rf, res, config, options) -> None:
@@ -643,7 +681,9 @@ def _stat_claims(rf, res, config, options) -> None:
                              ("fisher_rao", "004.A50-fisher-rao", "⟨‖θ‖_FR⟩ = ⟨θ_Wᵀ F θ_W⟩ = σ_w² C Σ_l q̃^l q̂^{l−1}", "A.50"),
                              ("fisher_rao_diag", "004.A48-fisher-rao-diag",
                               "diagonal part Σ F_ii W_i² = σ_w² C Σ_l q̃^l q̂^{l−1}", "A.48")):
-        _relerr_claim(rf, config, options, big, k, cid, name, eq)
+        extra = {} if k != "s" else {"finite_width_remainder": {
+            "order": "C·O(1/√M) (A.33: the O(√M)/T entries of A.23)", "1/sqrt(M) at the largest M": max(config.widths) ** -0.5}}
+        _relerr_claim(rf, config, options, big, k, cid, name, eq, **extra)
 
 
 def _spectrum_claims(rf, res, config, options) -> None:
@@ -662,7 +702,7 @@ def _spectrum_claims(rf, res, config, options) -> None:
                "bounds the number of large eigenvalues)", document_value=f"{C} outlier(s) per network",
         measured={r["activation"]: {"outliers per seed": r["outliers_seeds"], "threshold τ": _fmt(r["tau"]),
                                     "Corollary 2 bound N(λ ≥ τ)": _fmt(r["markov_bound_at_tau"])} for r in big},
-        verdict=verdict, id="004.A4-outliers", strength=strength_of(verdict, config.seeds),
+        verdict=verdict, id="004.A4-outliers", strength=strength_of(verdict, config.seeds_at(Mmax)),
         details=f"M = {Mmax}, T = {config.T}: eigenvalues above τ = √(λ_bulk λ_max) (theory values); Corollary 2's "
                 f"Markov bound at k = τ allows far more.",
         evidence=_evidence(config, options, "number of eigenvalues of F* above τ per network", ivs, {"expected": C},
@@ -683,7 +723,8 @@ def _spectrum_claims(rf, res, config, options) -> None:
         details=f"every width, activation and seed; levels k = {list(config.markov_levels)} × α(κ₁−κ₂)M/T",
         evidence=_evidence(config, options, "largest N(λ ≥ k)/bound over the levels, per network", iv,
                            {"ratio": 1.0}, "holds if the largest ratio over all networks is ≤ 1; does not hold if the "
-                           "interval's bottom exceeds 1; else inconclusive", levels=list(config.markov_levels))))
+                           "interval's bottom exceeds 1; else inconclusive", n_seeds=config.seeds,
+                           networks=len(ratios), levels=list(config.markov_levels))))
     _bias_claim(rf, res, config, options)
 
 
@@ -696,8 +737,8 @@ def _bias_claim(rf, res, config, options) -> None:
     for a in config.activations:
         rows = sorted((r for r in res.rows if r["activation"] == a), key=lambda r: r["M"])
         if len(rows) >= 3 and config.seeds >= 2:
-            fit = _stats.slope_interval(np.log([r["M"] for r in rows]),
-                                        np.log([r["m_bias_seeds"] for r in rows]), level=lev)
+            fit = _stats.slope_interval(np.log([r["M"] for r in rows]),  # the first `seeds` networks of every width
+                                        np.log([r["m_bias_seeds"][:config.seeds] for r in rows]), level=lev)
             slopes[a] = {"estimate": fit.slope.estimate, "low": fit.slope.low, "high": fit.slope.high, "level": lev}
     rel = [(iv["low"], iv["high"]) for iv in ivs.values()]
     slope_rel = [(iv["high"] / -2 - 1, iv["low"] / -2 - 1) for iv in slopes.values()]  # slope/−2 − 1 reverses order
@@ -713,7 +754,8 @@ def _bias_claim(rf, res, config, options) -> None:
                 f"log m_b on log M over M = {list(config.widths)} (per-seed slopes), both within ±{tol} (the slope "
                 f"relative to −2).",
         evidence=_evidence(config, options, "relative error of m_b at the largest M; log-log slope over M",
-                           {"relative_error": ivs, "slope": slopes}, {"tolerance": tol, "slope": -2.0}, _WITHIN)))
+                           {"relative_error": ivs, "slope": slopes}, {"tolerance": tol, "slope": -2.0}, _WITHIN,
+                           slope_seeds_per_width=config.seeds)))
 
 
 def _layer_claim(rf, res, config, options) -> None:
@@ -733,7 +775,7 @@ def _layer_claim(rf, res, config, options) -> None:
         "004", "per layer (A.19): F*_l follows the layer's terms κ^(l)_1, κ^(l)_2 of κ₁, κ₂ (m_l = Cκ^(l)_1/M, "
                "λ_max,l = α((T−1)/T κ^(l)_2 + κ^(l)_1/T)M)", document_value="F* = Σ_l M_{l−1} Z̃^l Ẑ^{l−1}/T",
         measured={k: f"rel. err {iv['estimate']:+.3f} [{iv['low']:+.3f}, {iv['high']:+.3f}]" for k, iv in ivs.items()},
-        verdict=verdict, id="004.per-layer", strength=strength_of(verdict, config.seeds),
+        verdict=verdict, id="004.per-layer", strength=strength_of(verdict, config.seeds_at(Mmax)),
         details=f"M = {Mmax}; layers with κ^(l)_2 = 0 (first layer on inputs with q̂⁰_st = 0: {skipped}) have no "
                 f"outlier, their λ_max,l is the edge of a bulk widened by the O(√M)/T fluctuations (the exceptional "
                 f"case after A.25) and is not compared.",
@@ -766,14 +808,15 @@ def _quick_check_claims(rf, qc, config, options) -> None:
 
 
 def _relu_claims(rf, res, config, options) -> None:
-    tol, lev, n = config.tolerance, config.level, config.relu_output_seeds
+    tol, lev = config.tolerance, config.level
     lin = {r["boundary"]: r for r in res.relu_boundary if r["network_output"] == "linear"}
     rel = {r["boundary"]: r for r in res.relu_boundary if r["network_output"] == "relu"}
-    M = lin[_ONE]["M"]
+    M, n, n_rel = lin[_ONE]["M"], lin[_ONE]["n"], rel[_HALF]["n"]
     iv = {b: _interval(lin[b]["lambda_max_relerr_seeds"], lev) for b in (_ONE, _HALF)}
     verdict = judge_boundary((iv[_ONE]["low"], iv[_ONE]["high"]), (iv[_HALF]["low"], iv[_HALF]["high"]), tol)
     ev = {"preset": options.preset, "seeds": {"number": n, "list": list(range(n))}, "M": M, "T": config.T,
-          "statistic": "relative error of the seed mean of λ_max", "threshold": {"tolerance": tol}}
+          "statistic": "relative error of the seed mean of λ_max", "threshold": {"tolerance": tol},
+          "networks": lin[_ONE]["networks"], "reduced_from_full": reduced_from_full(config)}
     rf.add_claim(Claim(
         "004", "B.10's boundary q̃^L = 1/2 for relu networks with a linear output f = u^L (the network of papers.md)",
         document_value="q̃^L = 1/2",
@@ -792,11 +835,12 @@ def _relu_claims(rf, res, config, options) -> None:
         document_value="q̃^L = 1/2",
         measured={k: f"{_fmt(rel[_HALF][k])} ± {_fmt(rel[_HALF][k + '_std'])} vs {_fmt(rel[_HALF][k + '_theory'])}"
                   for k in ("m", "s", "lambda_max")},
-        verdict=verdict, id="004.B10-relu-output", strength=strength_of(verdict, n),
-        details=f"M = {M}, {n} seeds; a single relu output is not self-averaging: its pre-activations u^L(t) are "
+        verdict=verdict, id="004.B10-relu-output", strength=strength_of(verdict, n_rel),
+        details=f"M = {M}, {n_rel} seeds; a single relu output is not self-averaging: its pre-activations u^L(t) are "
                 f"strongly correlated over t (q^L_st/q^L ≈ {_fmt(_ratio_qst(config))}), so per network it is alive or "
                 f"dead on most inputs together and s_λ, λ_max scatter far more than the mean-field value assumes.",
-        evidence={**ev, "statistic": "relative errors of m and λ_max against q̃^L = 1/2", "interval": ivh,
+        evidence={**ev, "seeds": {"number": n_rel, "list": list(range(n_rel))}, "networks": rel[_HALF]["networks"],
+                  "statistic": "relative errors of m and λ_max against q̃^L = 1/2", "interval": ivh,
                   "threshold": {"tolerance": 2 * tol}, "decision_rule": _WITHIN}))
 
 
@@ -856,7 +900,8 @@ def _ratio_qst(config: FimSpectrumConfig) -> float:
 
 def _summary(rf: RunFolder, res: FimSpectrumResult, config: FimSpectrumConfig, options: RunOptions) -> str:
     lines = ["# fim-spectrum\n", f"L = {config.L}, C = {config.C}, T = {config.T}, inputs {config.inputs}, "
-             f"{config.seeds} seeds, dtype {options.dtype}; wall time {res.wall_time_s:.1f} s.\n",
+             f"{config.seeds} seeds ({config.seeds_at(max(config.widths))} at the largest M), dtype {options.dtype}; "
+             f"wall time {res.wall_time_s:.1f} s.\n",
              "## Statistics against M (seed mean ± std; theory = 004's formulas; rel. err vs theory)\n",
              "| activation | M | P | m | m theory | rel | s | s theory | rel | λ_max | λ_max theory | rel | θ_WᵀFθ_W | diag. part | A.50 |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

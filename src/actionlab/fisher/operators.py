@@ -400,11 +400,12 @@ class FisherOperator(CurvatureOperator):
     def _matmat(self, V: torch.Tensor) -> torch.Tensor:
         from torch.func import jvp, vjp, vmap
 
-        out = torch.zeros_like(V.T)
+        Vt = V.T.contiguous()  # (k, P): each probe contiguous (a strided column slows every layer's product)
+        out = torch.zeros_like(Vt)
         for i, xb in enumerate(self._chunks):
             fb = lambda th, xb=xb: self._f(th, xb)  # noqa: E731
             _, pull = vjp(fb, self._theta)
-            JV = vmap(lambda v: jvp(fb, (self._theta,), (v,))[1])(V.T)  # (k, Tb, C)
+            JV = vmap(lambda v: jvp(fb, (self._theta,), (v,))[1])(Vt)  # (k, Tb, C)
             if self._probs is not None:
                 p = self._probs[i]
                 JV = p * JV - p * (p * JV).sum(-1, keepdim=True)  # Λ_t J_t v

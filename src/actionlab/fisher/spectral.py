@@ -180,42 +180,74 @@ def top_eigenpairs(
     return EigenPairs(w[order], torch.as_tensor(V[:, order].copy()), "lanczos")
 
 
-def lanczos_tridiagonal(op, V0: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``steps`` Lanczos steps from each column of V0 (n × p) at once, fully re-orthogonalised.
+def lanczos_tridiagonal(op, V0: torch.Tensor, steps: int, *, reorthogonalize: bool = True,
+                        max_basis_bytes: int = 2**31) -> tuple[torch.Tensor, torch.Tensor]:
+    """``steps`` Lanczos steps from each column of V0 (n × p), fully re-orthogonalised by default.
 
     Returns (α, β) of shapes (p, m) and (p, m − 1): the tridiagonal T_m of each start vector.
-    On breakdown (an invariant subspace found) the remaining basis vectors are zero, so T_m
-    gains a zero block whose eigenvectors have zero first component (weight 0 in the quadrature).
+    Each step applies the three-term recurrence w = A q_j − α_j q_j − β_{j−1} q_{j−1}; with
+    ``reorthogonalize`` it follows one classical Gram–Schmidt pass against the whole basis and a
+    second only when the first removed more than 1 − 1/√2 of ‖w‖ (the Daniel–Gragg–Kaufman–Stewart
+    criterion, "twice is enough"). The basis is stored probe-major (p, m, n) in V0's dtype, so the
+    passes are batched matrix products without copies, and the columns run in groups whose basis
+    fits in ``max_basis_bytes`` (one column at a time if even one does not), each group's block
+    going through one ``matmat``. Without re-orthogonalisation (Papyan 2020's "fast Lanczos", as in
+    curvlinops) only q_{j−1}, q_j are kept (memory O(n·p)), but the basis loses orthogonality once
+    Ritz values converge, and converged outliers reappear as spurious copies sharing their weight.
+    On breakdown (an invariant subspace found) the remaining basis vectors are zero, so T_m gains a
+    zero block whose eigenvectors have zero first component (weight 0 in the quadrature).
     """
     op = as_operator(op)
     if _dist.is_distributed(op.group):
-        return _collective(op, lambda o: lanczos_tridiagonal(o, V0, steps))
+        return _collective(op, lambda o: lanczos_tridiagonal(o, V0, steps, reorthogonalize=reorthogonalize,
+                                                             max_basis_bytes=max_basis_bytes))
     n, p = V0.shape
     m = int(min(steps, n))
-    Q = torch.zeros(m, n, p, dtype=V0.dtype, device=V0.device)
+    per_column = max(m * n * V0.element_size(), 1)
+    group = p if not reorthogonalize else int(max(1, min(p, max_basis_bytes // per_column)))
+    parts = [_lanczos_group(op, V0[:, s: s + group], m, reorthogonalize) for s in range(0, p, group)]
+    return torch.cat([a for a, _ in parts]), torch.cat([b for _, b in parts])
+
+
+def _lanczos_group(op: CurvatureOperator, V0: torch.Tensor, m: int, reorth: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Lanczos recurrence of :func:`lanczos_tridiagonal` for the p columns of V0 at once (in place)."""
+    n, p = V0.shape
+    Q = torch.zeros(p, m if reorth else 2, n, dtype=V0.dtype, device=V0.device)  # the basis, or (q_{j−1}, q_j)
     alpha = torch.zeros(p, m, dtype=V0.dtype, device=V0.device)
     beta = torch.zeros(p, max(m - 1, 0), dtype=V0.dtype, device=V0.device)
-    q = V0 / V0.norm(dim=0, keepdim=True)
+    Q[:, 0] = (V0 / V0.norm(dim=0, keepdim=True)).T
+    w = torch.empty(p, n, dtype=V0.dtype, device=V0.device)  # one buffer for every step (no page faults per step)
     for j in range(m):
-        Q[j] = q
-        w = op.matmat(q).to(V0.dtype)
-        alpha[:, j] = (q * w).sum(0)
-        for _ in range(2):  # full re-orthogonalisation, twice ("twice is enough")
-            w = w - torch.einsum("inp,ip->np", Q[: j + 1], torch.einsum("inp,np->ip", Q[: j + 1], w))
+        cur = j if reorth else j % 2
+        q = Q[:, cur]
+        w.copy_(op.matmat(q.T).T)  # w owns its storage, so the updates below are in place
+        alpha[:, j] = torch.linalg.vecdot(q, w)
+        w.addcmul_(q, alpha[:, j, None], value=-1.0)
+        if j:
+            w.addcmul_(Q[:, cur - 1 if reorth else 1 - cur], beta[:, j - 1, None], value=-1.0)
+        if reorth:
+            basis, col = Q[:, : j + 1], w[:, :, None]  # (p, j + 1, n) view; col views w
+            for _ in range(2):
+                before = torch.linalg.vector_norm(w, dim=1)
+                col.baddbmm_(basis.transpose(1, 2), torch.bmm(basis, col), alpha=-1.0)
+                if bool((torch.linalg.vector_norm(w, dim=1) > before / np.sqrt(2.0)).all()):
+                    break
         if j == m - 1:
             break
-        b = w.norm(dim=0)
+        b = torch.linalg.vector_norm(w, dim=1)
         scale = torch.maximum(alpha[:, : j + 1].abs().amax(1), b if j == 0 else torch.maximum(b, beta[:, :j].amax(1)))
         alive = b > 1e-10 * scale.clamp_min(1e-300)
         beta[:, j] = torch.where(alive, b, torch.zeros_like(b))
-        q = torch.where(alive[None, :], w / b.clamp_min(1e-300)[None, :], torch.zeros_like(w))
+        inv = torch.where(alive, 1.0 / b.clamp_min(1e-300), torch.zeros_like(b))
+        torch.mul(w, inv[:, None], out=w)
+        Q[:, j + 1 if reorth else 1 - cur] = w
     return alpha, beta
 
 
-def _slq_rules(op: CurvatureOperator, probes: int, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _slq_rules(op: CurvatureOperator, probes: int, steps: int, seed: int, reorth: bool) -> tuple[np.ndarray, np.ndarray]:
     gen = torch.Generator().manual_seed(int(seed))
     V0 = _rademacher(op.shape[0], probes, gen, op).to(torch.float64)
-    alpha, beta = lanczos_tridiagonal(op, V0, steps)
+    alpha, beta = lanczos_tridiagonal(op, V0, steps, reorthogonalize=reorth)
     Tm = torch.diag_embed(alpha) + torch.diag_embed(beta, 1) + torch.diag_embed(beta, -1)
     theta, U = torch.linalg.eigh(Tm)
     return theta.cpu().numpy(), (U[:, 0, :] ** 2).cpu().numpy()
@@ -237,19 +269,20 @@ def _to_full_dim(nodes: np.ndarray, weights: np.ndarray, n: int, full: int, exac
 def spectral_density(
     op, *, method: str = "auto", probes: int = 20, steps: int = 40, num_moments: int = 4,
     grid: np.ndarray | None = None, num_grid: int = 400, sigma: float | None = None, seed: int = 0,
-    max_dense_dim: int = 4000,
+    max_dense_dim: int = 4000, reorthogonalize: bool = True,
 ) -> SpectralDensity:
     """The eigenvalue density of ``op`` — of F for a dual operator (see the module docstring).
 
     ``method="exact"`` (eigenvalues of ``dense()``), ``"slq"`` (``probes`` × ``steps`` Lanczos),
-    ``"auto"``: exact when the dense form is cheap and n ≤ ``max_dense_dim``. The density on
+    ``"auto"``: exact when the dense form is cheap and n ≤ ``max_dense_dim``; ``reorthogonalize``
+    as in :func:`lanczos_tridiagonal` (False: Papyan's fast Lanczos, O(n·probes) memory). The density on
     ``grid`` is Gaussian-broadened with width ``sigma`` (default: 1/100 of the spectral range).
     """
     op = as_operator(op)
     if _dist.is_distributed(op.group):
         return _collective(op, lambda o: spectral_density(
             o, method=method, probes=probes, steps=steps, num_moments=num_moments, grid=grid, num_grid=num_grid,
-            sigma=sigma, seed=seed, max_dense_dim=max_dense_dim))
+            sigma=sigma, seed=seed, max_dense_dim=max_dense_dim, reorthogonalize=reorthogonalize))
     check_choice(method, ("auto", "exact", "slq"), "method")
     if probes < 1 or steps < 1:
         raise ValueCheckError(f"probes and steps must be ≥ 1, got {probes}, {steps}")
@@ -259,7 +292,7 @@ def spectral_density(
         nodes = torch.linalg.eigvalsh(op.dense().to(torch.float64)).cpu().numpy()[None, :]
         weights = np.full_like(nodes, 1.0 / n)
     else:
-        nodes, weights = _slq_rules(op, probes, steps, seed)
+        nodes, weights = _slq_rules(op, probes, steps, seed, reorthogonalize)
     nodes, weights = _to_full_dim(nodes, weights, n, op.full_dim, exact)
     lo, hi = float(nodes.min()), float(nodes.max())
     if sigma is None:

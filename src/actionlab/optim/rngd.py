@@ -69,8 +69,11 @@ weight gradient g (m × d) as
 
 V_k, Λ_k come from a block subspace iteration with Rayleigh–Ritz (k + 10
 columns, warm-started from the previous refresh's directions; 6 iterations at
-the first refresh, 2 afterwards) — ≈ 8·d²·(k + 10) flops per refresh instead
-of an O(d³) Cholesky or eigendecomposition.
+the first refresh, 4 afterwards) — ≈ 12·d²·(k + 10) flops per refresh instead
+of an O(d³) Cholesky or eigendecomposition. The same inverse with any remainder
+on the complement of V_k — a scalar ρ, or a per-coordinate D — is
+:func:`low_rank_inverse_apply` (the diagonal remainder was measured and not
+adopted: docs/rngd.md).
 
 Inverse (item 4): at steps t = 0, T, 2T, … (T = ``inverse_every``, counted per
 layer, after that step's metric update), every block is replaced by the
@@ -129,7 +132,7 @@ from actionlab import distributed as _D
 from actionlab._checks import ValueCheckError, check_choice, check_positive
 from actionlab.models import TwoLayer
 
-__all__ = ["RNGD", "LayerSpec", "describe_layers", "low_rank_plus_identity", "SUPPORTED_MODULES"]
+__all__ = ["RNGD", "LayerSpec", "describe_layers", "low_rank_plus_identity", "low_rank_inverse_apply", "SUPPORTED_MODULES"]
 
 _PASS_THROUGH = (nn.Dropout, nn.Flatten, nn.Identity)
 _NORMS = (nn.BatchNorm1d,)
@@ -217,7 +220,7 @@ class LayerSpec:
 
 _OVERSAMPLE = 10  # extra columns of the subspace iteration of a low-rank inverse
 _SUBSPACE_ITERS_FIRST = 6  # subspace iterations at the first refresh (random start)
-_SUBSPACE_ITERS = 2  # at later refreshes (warm start from the previous directions)
+_SUBSPACE_ITERS = 4  # at later refreshes (warm start from the previous directions; 2 lost up to 0.01 of cosine, docs/rngd.md)
 
 
 def low_rank_plus_identity(Gd: torch.Tensor, k: int, start: torch.Tensor | None = None,
@@ -241,6 +244,21 @@ def low_rank_plus_identity(Gd: torch.Tensor, k: int, start: torch.Tensor | None 
     vals = vals.flip(-1)
     rest = (torch.diagonal(Gd).sum() - vals[:k].sum()) / max(d - k, 1)
     return vals[:k], Q[:, :k], torch.clamp(rest, min=0.0), Q
+
+
+def low_rank_inverse_apply(g: torch.Tensor, lam: torch.Tensor, V: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
+    """g M⁻¹ for M⁻¹ = V_k Λ_k⁻¹ V_kᵀ + P D⁻¹ P, P = I − V_k V_kᵀ (V_k orthonormal, d × k; g: m × d).
+
+    ``tail`` is the remainder on the complement of V_k: a scalar ρ (the isotropic remainder of
+    ``first_layer_rank``, M = V_k Λ_k V_kᵀ + ρP, computed as ρ⁻¹g + (gV_k)(Λ_k⁻¹ − ρ⁻¹)V_kᵀ, 4·m·d·k flops) or a
+    vector D of d per-coordinate values (a diagonal remainder, e.g. diag(A + εI − V_kΛ_kV_kᵀ); 8·m·d·k flops).
+    M is exact on the kept directions (M V_k = V_k Λ_k) in both cases.
+    """
+    gV = g @ V
+    if tail.dim() == 0:
+        return g / tail + (gV * (1.0 / lam - 1.0 / tail)) @ V.T
+    r = (g - gV @ V.T) / tail
+    return (gV / lam) @ V.T + r - (r @ V) @ V.T
 
 
 def damping_epsilon(trace: torch.Tensor, d: int, damping: float, relative_to: str = "mean_eigenvalue") -> torch.Tensor:
@@ -621,7 +639,7 @@ class RNGD(torch.optim.Optimizer):
 
     def _precondition(self, s: LayerSpec, state: dict, grad: torch.Tensor) -> torch.Tensor:
         Ginv = state["inverse"]
-        if s.rank:  # ρ⁻¹ g + (g V_k) diag(Λ_k⁻¹ − ρ⁻¹) V_kᵀ
+        if s.rank:  # ρ⁻¹ g + (g V_k) diag(Λ_k⁻¹ − ρ⁻¹) V_kᵀ (low_rank_inverse_apply with a scalar ρ, from stored coefficients)
             g = grad.to(Ginv.dtype)
             return (g * state["inverse_rho"] + ((g @ Ginv) * state["inverse_coef"]) @ Ginv.T).to(grad.dtype)
         if s.kind == "per_neuron":
@@ -637,10 +655,10 @@ class RNGD(torch.optim.Optimizer):
     @staticmethod
     def _units(s: LayerSpec, size: int) -> list[tuple[int, int, float]]:
         """The inverse of a layer as work units (lo, hi, cost ≈ flops): per-neuron layers in up to ``size``
-        contiguous chunks of neurons (cost (hi − lo)·d³ each), any other layer whole (d³, k·B³, 8·d²·(k + 10))."""
+        contiguous chunks of neurons (cost (hi − lo)·d³ each), any other layer whole (d³, k·B³, 2·(iterations + 2)·d²·(k + 10))."""
         d = s.d
         if s.rank:
-            return [(0, 1, 8.0 * d * d * (s.rank + _OVERSAMPLE))]
+            return [(0, 1, 2.0 * (_SUBSPACE_ITERS + 2) * d * d * (s.rank + _OVERSAMPLE))]
         if s.kind == "per_neuron":
             units, lo = [], 0
             for n in _D.shard_sizes(s.m, min(size, s.m)):
