@@ -42,8 +42,9 @@ actionlab's ``FisherOperator`` (torch.func JVP/VJP) and curvlinops' ``GGNLinearO
 on the same network and inputs, each task's repetitions interleaved (ours, theirs / theirs, ours, …) so that
 the machine's load affects both alike: one matvec, a block of ``--block`` matvecs, SLQ with ``--probes`` ×
 ``--steps`` (actionlab with full re-orthogonalisation — its default — and without, against curvlinops'
-``fast_lanczos``, Papyan 2020, no re-orthogonalisation) and Hutchinson with ``--hutch`` matvecs (one block in
-both). Reported: the time ratio ours/curvlinops (median, min–max over ``--reps``), the peak extra resident
+``fast_lanczos``, Papyan 2020, no re-orthogonalisation; each also with the recurrence in the operator's dtype,
+``recurrence_dtype="operator"`` — curvlinops' arithmetic; probes per operator call ``--probe-block``, default
+"auto") and Hutchinson with ``--hutch`` matvecs (one block in both); ``--tasks SLQ`` runs only the SLQ rows. Reported: the time ratio ours/curvlinops (median, min–max over ``--reps``), the peak extra resident
 memory of each call, and the agreement of both with the exact spectrum of the dual (trace, λ_max = largest
 Ritz value, moments tr Fᵏ/P, k = 1..4). Without curvlinops the anchor columns say so and the run exits 0.
 
@@ -234,7 +235,7 @@ def _density(kind: str, net, x, P: int, T: int) -> dict:
     raise ValueError(kind)
 
 
-MATFREE = {"reps": 3, "block": 8, "probes": 2, "steps": 20, "hutch": 8}
+MATFREE = {"reps": 3, "block": 8, "probes": 2, "steps": 20, "hutch": 8, "probe_block": "auto", "tasks": []}
 
 
 def _timed(fn):
@@ -276,13 +277,16 @@ def _matfree_tasks(net, x, cfg: dict) -> dict:
     V = torch.randn(P, cfg["block"], generator=g, dtype=x.dtype).to(x.device)
     p, m, N = cfg["probes"], cfg["steps"], cfg["hutch"]
 
-    def slq(reorth):
-        sd = spectral.spectral_density(ours, method="slq", probes=p, steps=m, reorthogonalize=reorth)
+    def slq(reorth, rec=torch.float64):
+        sd = spectral.spectral_density(ours, method="slq", probes=p, steps=m, reorthogonalize=reorth,
+                                       probe_block=cfg["probe_block"], recurrence_dtype=rec)
         return _rule_stats(sd.nodes, sd.weights)
 
     tasks = {"matvec": [lambda: _none(ours @ v)], f"block of {cfg['block']}": [lambda: _none(ours @ V)],
              f"SLQ {p}×{m} (ours: full reorth.)": [lambda: slq(True)],
              f"SLQ {p}×{m} (ours: no reorth.)": [lambda: slq(False)],
+             f"SLQ {p}×{m} (ours: no reorth., {x.dtype} recurrence)": [lambda: slq(False, "operator")],
+             f"SLQ {p}×{m} (ours: full reorth., {x.dtype} recurrence)": [lambda: slq(True, "operator")],
              f"Hutchinson {N}": [lambda: {"trace": spectral.hutchinson_trace(ours, N, chunk=N).estimate}]}
     try:
         from curvlinops import GGNLinearOperator, hutchinson_trace
@@ -298,7 +302,7 @@ def _matfree_tasks(net, x, cfg: dict) -> dict:
         rules = [fast_lanczos(cl, m) for _ in range(p)]
         return _rule_stats([r[0].double().numpy() for r in rules], [(r[1][0] ** 2).double().numpy() for r in rules])
 
-    theirs = [lambda: _none(cl @ v), lambda: _none(cl @ V), cl_slq, cl_slq,
+    theirs = [lambda: _none(cl @ v), lambda: _none(cl @ V), cl_slq, cl_slq, cl_slq, cl_slq,
               lambda: {"trace": float(hutchinson_trace(cl, N))}]
     return {k: (fns[0], t) for (k, fns), t in zip(tasks.items(), theirs)}
 
@@ -323,6 +327,8 @@ def _matfree(net, x, cfg: dict) -> dict:
             fn()
     rows = []
     for name, (ours, theirs) in tasks.items():
+        if cfg["tasks"] and not any(t.lower() in name.lower() for t in cfg["tasks"]):
+            continue
         row = {"task": name, "ours_s": [], "theirs_s": [], "ours_mb": 0.0, "theirs_mb": 0.0}
         for r in range(cfg["reps"]):
             order = [("ours", ours), ("theirs", theirs)][:: 1 if r % 2 == 0 else -1]
@@ -365,7 +371,7 @@ def _matfree_table(r: dict) -> None:
     for t in r["tasks"]:
         for who, lib in (("ours", "actionlab"), ("theirs", "curvlinops")):
             a = t.get(f"{who}_agree") or {}
-            if not a or (who == "theirs" and "no reorth" in t["task"]):  # the same curvlinops run as the row above
+            if not a or (who == "theirs" and ("no reorth" in t["task"] or "recurrence" in t["task"])):  # same run
                 continue
             cells = [f"{(a[k] - ref[k]) / ref[k]:+.1e}" if k in a else "" for k in ("trace", "lambda_max")]
             cells += [f"{(x - y) / y:+.1e}" for x, y in zip(a.get("moments", []), ref["moments"])] or [""] * 4
@@ -453,7 +459,7 @@ def _spawn(method: str, args, M: int) -> dict:
     cmd = [py, __file__, "--one", method, "--widths", str(M), "--C", str(args.C), "--T", str(args.T), "--L", str(args.L),
            "--dtype", args.dtype, "--seed", str(args.seed), "--threads", str(args.threads), "--device", args.device,
            "--reps", str(args.reps), "--block", str(args.block), "--probes", str(args.probes), "--steps", str(args.steps),
-           "--hutch", str(args.hutch)]
+           "--hutch", str(args.hutch), "--probe-block", str(args.probe_block), "--tasks", *args.tasks]
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
@@ -498,10 +504,16 @@ def main(argv=None) -> int:
     ap.add_argument("--probes", type=int, default=MATFREE["probes"], help="--matfree: SLQ probes")
     ap.add_argument("--steps", type=int, default=MATFREE["steps"], help="--matfree: Lanczos steps per probe")
     ap.add_argument("--hutch", type=int, default=MATFREE["hutch"], help="--matfree: Hutchinson matvecs")
+    ap.add_argument("--probe-block", default="auto",
+                    help="--matfree: SLQ probes per operator call ('auto': as many as fit in 32 MiB; or an integer)")
+    ap.add_argument("--tasks", nargs="*", default=[],
+                    help="--matfree: run only the tasks whose name contains one of these strings (e.g. SLQ)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
     args = ap.parse_args(argv)
-    MATFREE.update(reps=args.reps, block=args.block, probes=args.probes, steps=args.steps, hutch=args.hutch)
+    MATFREE.update(reps=args.reps, block=args.block, probes=args.probes, steps=args.steps, hutch=args.hutch,
+                   probe_block=args.probe_block if args.probe_block == "auto" else int(args.probe_block),
+                   tasks=list(args.tasks))
     if args.one:
         print(json.dumps(one(args.one, args.widths[0], args.C, args.T, args.L, args.dtype, args.seed, args.threads, args.device)))
         return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -155,3 +157,89 @@ def test_errors():
         S.spectral_density(d, probes=0)
     with pytest.raises(ValueCheckError, match="Hutch"):
         S.hutchpp_trace(d, 3)
+
+
+def _probes(n: int, p: int, seed: int) -> torch.Tensor:
+    """The SLQ probes of ``seed`` (n × p): probe i is the i-th n-vector of the seed's Rademacher stream."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 2, (p, n), generator=g, dtype=torch.float32) * 2 - 1).double().T
+
+
+def _quadrature_moments(alpha, beta, kmax):
+    """∑_j τ_j² θ_jᵏ (k = 0..kmax) of each tridiagonal (float64 eigensolve)."""
+    Tm = torch.diag_embed(alpha) + torch.diag_embed(beta, 1) + torch.diag_embed(beta, -1)
+    th, U = torch.linalg.eigh(Tm.double())
+    return torch.stack([(U[:, 0] ** 2 * th**k).sum(1) for k in range(kmax + 1)], 1)
+
+
+@pytest.mark.parametrize("reorth", [True, False])
+def test_probe_block_one_probe_per_call_reproduces_exact_moments(net_and_data, reorth):
+    """probe_block=1 (one probe per operator call, the large-P path): the same probes and rules as one block,
+    and each rule integrates xᵏ exactly, ∑ τ_j² θ_jᵏ = uᵀFᵏu for k ≤ 2m − 1 (float64 reference, rel 1e-8)."""
+    _, _, F, ev = net_and_data
+    n, p, m, seed = F.shape[0], 3, 6, 4
+    one = S.spectral_density(O.DenseOperator(F), method="slq", probes=p, steps=m, seed=seed, probe_block=1,
+                             reorthogonalize=reorth)
+    blk = S.spectral_density(O.DenseOperator(F), method="slq", probes=p, steps=m, seed=seed, probe_block=p,
+                             reorthogonalize=reorth)
+    np.testing.assert_allclose(one.nodes, blk.nodes, rtol=0, atol=1e-12 * ev.max())
+    np.testing.assert_allclose(one.weights, blk.weights, rtol=0, atol=1e-12)
+    U = _probes(n, p, seed)
+    U = U / U.norm(dim=0)
+    for i in range(p):
+        for k in range(2 * m):
+            ref = float(U[:, i] @ torch.linalg.matrix_power(F, k) @ U[:, i])
+            assert float((one.weights[i] * one.nodes[i] ** k).sum()) == pytest.approx(ref, rel=1e-8)
+    a1, b1 = S.lanczos_tridiagonal(F, U, n, probe_block=1)  # n steps: every T_n is similar to F
+    assert a1.dtype == torch.float64
+    for i in range(p):
+        Tn = torch.diag(a1[i]) + torch.diag(b1[i], 1) + torch.diag(b1[i], -1)
+        np.testing.assert_allclose(torch.linalg.eigvalsh(Tn).numpy(), ev, atol=1e-9 * ev.max(), rtol=0)
+
+
+def test_float32_recurrence_reproduces_exact_moments(net_and_data):
+    """recurrence_dtype="operator" on a float32 operator: α, β come back in float64 and the float64-eigensolved
+    rules reproduce uᵀFᵏu (k ≤ 2m − 1) of the float64 F to rel 1e-4, and with full re-orthogonalisation n steps
+    give every eigenvalue of F to 1e-5 λ_max — float32 round-off (ε = 1.2e-7) amplified by at most ~10³."""
+    m_, x, F, ev = net_and_data
+    n, p, m, seed = F.shape[0], 4, 6, 7
+    F32 = O.DenseOperator(F.float())
+    for reorth in (True, False):
+        d = S.spectral_density(F32, method="slq", probes=p, steps=m, seed=seed, reorthogonalize=reorth,
+                               probe_block=1, recurrence_dtype="operator")
+        U = _probes(n, p, seed)
+        U = U / U.norm(dim=0)
+        for i in range(p):
+            for k in range(2 * m):
+                ref = float(U[:, i] @ torch.linalg.matrix_power(F, k) @ U[:, i])
+                assert float((d.weights[i] * d.nodes[i] ** k).sum()) == pytest.approx(ref, rel=1e-4)
+    a, b = S.lanczos_tridiagonal(F32, _probes(n, 2, seed).float(), n)
+    assert a.dtype == b.dtype == torch.float64
+    for i in range(2):
+        Tn = torch.diag(a[i]) + torch.diag(b[i], 1) + torch.diag(b[i], -1)
+        np.testing.assert_allclose(torch.linalg.eigvalsh(Tn).numpy(), ev, atol=1e-5 * ev.max(), rtol=0)
+    # matrix-free float32 Fisher, one probe per call, float32 recurrence: within the probe error of the exact
+    # moments and equal to the float64 recurrence on the same probes to float32 round-off
+    op32 = O.FisherOperator(copy.deepcopy(m_).float(), x.float())
+    kw = dict(method="slq", probes=8, steps=10, seed=2, probe_block=1)
+    d32 = S.spectral_density(op32, recurrence_dtype="operator", reorthogonalize=False, **kw)
+    d64 = S.spectral_density(op32, reorthogonalize=False, **kw)
+    for k in (1, 2):
+        assert abs(d32.moments[k - 1] - np.mean(ev**k)) <= 4 * d32.moments_se[k - 1] + 1e-5 * np.mean(ev**k)
+    np.testing.assert_allclose(d32.moments, d64.moments, rtol=1e-4)
+
+
+def test_probe_block_auto_and_errors(net_and_data):
+    _, _, F, _ = net_and_data
+    # "auto": probes per call fit in 32 MiB in the operator's dtype; one at a time at P = 8 M (float32)
+    assert S._group_size(8_000_000, 2, 20, 4, 4, False, 2**31, "auto") == 1
+    assert S._group_size(2_000_000, 8, 20, 8, 4, False, 2**31, "auto") == 4
+    assert S._group_size(123, 20, 40, 8, 8, True, 2**31, "auto") == 20
+    assert S._group_size(123, 20, 40, 8, 8, True, 40 * 123 * 8 * 3, "auto") == 3  # the basis bound still applies
+    for bad in (0, -1, "one", 1.5, True):
+        with pytest.raises(ValueCheckError, match="probe_block"):
+            S.spectral_density(F, method="slq", probes=2, steps=3, probe_block=bad)
+    with pytest.raises(ValueCheckError, match="recurrence_dtype"):
+        S.spectral_density(F, method="slq", probes=2, steps=3, recurrence_dtype=torch.int32)
+    with pytest.raises(ValueCheckError, match="recurrence_dtype"):
+        S.spectral_density(F, method="slq", probes=2, steps=3, recurrence_dtype="float32")

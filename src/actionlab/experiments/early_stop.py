@@ -25,9 +25,15 @@ sweeps around the gradient-flow baseline (full-batch GD, η = f₀·2/λ_max(θ�
 λ_max(θ) is the largest eigenvalue of the Fisher information of the softmax outputs (the
 Gauss–Newton part of the Hessian of S_T; :func:`actionlab.fisher.empirical.lanczos_lambda_max`
 with ``outputs="cross_entropy"``) on at most ``lambda_samples`` training samples, measured at θ₀
-(it sets η) and at the S_E minimum (the sharpness GD met there).  Every regime is trained for
-``seeds`` seeds; a seed redraws the data subsample, refits the embedding, reinitialises the model and
-reorders the batches.  :class:`actionlab.train.GradientAlignmentStop` records S_T, S_E and
+(it sets η) and at the S_E minimum (the sharpness GD met there).  Every gradient-flow-like regime
+(full-batch GD or heavy ball, f < ``near_limit``) is trained for ``seeds`` seeds, every noisy one
+(mini-batch, Adam, f ≥ ``near_limit``: their gaps scatter over seeds) for ``noisy_seeds``; a seed
+redraws the data subsample, refits the embedding, reinitialises the model and reorders the batches.
+A run may take budget = ``steps``·(f₀/f)·max(1, N/N₀) steps (the same gradient-flow time η·k at
+every f, longer for larger N, which overfits later; at most ``max_steps``) and ends earlier at the
+first measurement k where the rule has fired, S_E(k) ≥ min S_E + ``pass_margin`` and
+k ≥ (1 + ``pass_patience``)·argmin S_E (:func:`passed_minimum`); a seed whose S_E minimum is
+still its last measurement leaves its regime inconclusive.  :class:`actionlab.train.GradientAlignmentStop` records S_T, S_E and
 ∇S_T·∇S_E over all trainable parameters on the full training set and the (``test_per_class``-
 balanced) test set every ``measure_every`` steps, with ``stop=False`` so that training goes on past
 the minimum.  Per regime: the raw rule's step, argmin S_E, the gap in steps and in nats
@@ -168,8 +174,11 @@ class EarlyStopConfig:
     n_train: int = param(300, "baseline training-set size N₀ (balanced, N/10 per class)", min=10)
     sizes: tuple[int, ...] = param((100, 300, 1000, 3000, 10000), "training-set sizes of the size sweep (full-batch "
                                    "GD at the baseline η)", min=10, allow_empty=False)
-    lr_fraction: float = param(0.05, "baseline step f₀: η = f₀·2/λ_max(θ₀) (GD is stable for f < 1)",
-                               min=0.0, exclusive_min=True)
+    lr_fraction: float = param(0.2, "baseline step f₀: η = f₀·2/λ_max(θ₀) (GD is stable for f < 1); 0.2 keeps "
+                               "η·λ_max/2 ≈ 0.3 at the S_E minimum for N = 300 and ≈ 0.6 for N = 10,000 (the "
+                               "curvature grows with N), so the whole size sweep stays gradient-flow-faithful, while "
+                               "f = 0.5 reached 1.5 — past the stability limit — at N = 10,000", min=0.0,
+                               exclusive_min=True)
     lr_fractions: tuple[float, ...] = param((0.02, 0.05, 0.2, 0.5, 0.9), "step-size sweep: fractions f of the "
                                             "stability limit 2/λ_max(θ₀), small … near the limit", min=0.0,
                                             exclusive_min=True, allow_empty=False)
@@ -178,11 +187,13 @@ class EarlyStopConfig:
     momentum: float = param(0.9, "heavy-ball momentum μ of the optimizer sweep (lr = η(1 − μ): same effective step)",
                             min=0.0, max=0.999)
     adam_lr: float = param(1e-3, "Adam's learning rate in the optimizer sweep", min=0.0, exclusive_min=True)
-    steps: int = param(1500, "step budget at the baseline (f₀, N₀): a regime with fraction f and N samples may run "
+    adam_steps: int = param(1500, "Adam's step budget at N₀ (its step is adam_lr, not a fraction of 2/λ_max): "
+                            "adam_steps·max(1, N/N₀), at most max_steps", min=2)
+    steps: int = param(400, "step budget at the baseline (f₀, N₀): a regime with fraction f and N samples may run "
                        "budget = steps·(f₀/f)·max(1, N/N₀) steps (the same gradient-flow time η·k, growing with N "
-                       "because a larger training set overfits later; Adam: steps·max(1, N/N₀)), at most max_steps; "
+                       "because a larger training set overfits later; Adam: adam_steps·max(1, N/N₀)), at most max_steps; "
                        "it ends earlier once S_E has passed its minimum (pass_margin, pass_patience)", min=2)
-    max_steps: int = param(6000, "cap on the step budget of one run", min=2)
+    max_steps: int = param(15000, "cap on the step budget of one run", min=2)
     pass_margin: float = param(0.02, "early end of a run, stated before it: training stops at the first measurement k "
                                "where the rule has fired, S_E(k) ≥ min_{j≤k} S_E(j) + pass_margin (nats) and "
                                "k ≥ (1 + pass_patience)·argmin_{j≤k} S_E; a run that never meets it uses its whole "
@@ -196,9 +207,10 @@ class EarlyStopConfig:
     seeds: int = param(3, "seeds of the gradient-flow-like cells (full-batch GD / heavy ball with f < near_limit; "
                        "options.seed, +1, …): a seed redraws the data subsample, refits the embedding, reinitialises "
                        "the model and reorders the batches", min=2)
-    noisy_seeds: int = param(10, "seeds of the cells whose gap scatters over seeds: mini-batch, Adam and f ≥ near_limit "
+    noisy_seeds: int = param(20, "seeds of the cells whose gap scatters over seeds: mini-batch, Adam and f ≥ near_limit "
                              "(3 seeds gave t-intervals straddling the tolerance there: b64 −306 [−740, 128] steps, "
-                             "Adam +39 [−0.3, 78]; with the measured spread, 10 seeds put the 90 % interval on one side)",
+                             "Adam +39 [−0.3, 78]; with that spread ~8 seeds put the 90 % interval on one side: 20 for margin, "
+                             "they are cheap)",
                              min=2)
     near_limit: float = param(0.75, "step fractions f ≥ this count as near the stability limit (noisy_seeds)",
                               min=0.0, exclusive_min=True)
@@ -214,11 +226,11 @@ class EarlyStopConfig:
     cache_dir: str | None = param(None, "cache directory (None: the default cache)")
     PRESETS: ClassVar[dict] = {
         "quick": {"dim": 16, "hidden": 32, "n_train": 100, "sizes": (100, 300), "lr_fraction": 0.1,
-                  "lr_fractions": (0.1, 0.4, 0.9), "batch_sizes": (32, 8), "steps": 600, "max_steps": 900,
-                  "seeds": 2, "test_per_class": 50, "lambda_samples": 100},
+                  "lr_fractions": (0.1, 0.4, 0.9), "batch_sizes": (32, 8), "steps": 600, "max_steps": 2000,
+                  "adam_steps": 600, "seeds": 2, "noisy_seeds": 3, "test_per_class": 50, "lambda_samples": 100},
         "default": {},
         "full": {"embedding": "learned", "dim": 128, "hidden": 256, "sizes": (100, 300, 1000, 3000, 10000, 30000),
-                 "seeds": 5, "steps": 6000, "max_steps": 20000, "test_per_class": None},
+                 "seeds": 5, "noisy_seeds": 20, "steps": 1600, "max_steps": 60000, "test_per_class": None},
     }
 
 
@@ -300,10 +312,11 @@ def step_tolerance(summary: dict, config: EarlyStopConfig, n_train: int) -> floa
 
 
 def step_budget(config: EarlyStopConfig, regime: Regime) -> int:
-    """Most steps of one run: steps·(f₀/f)·max(1, N/N₀) (Adam: steps·max(1, N/N₀)), at most max_steps."""
+    """Most steps of one run: steps·(f₀/f)·max(1, N/N₀) (Adam: adam_steps·max(1, N/N₀)), at most max_steps."""
     grow = max(1.0, regime.n_train / config.n_train)
-    flow = 1.0 if regime.optimizer == "adam" else config.lr_fraction / regime.lr_fraction
-    return int(min(config.max_steps, math.ceil(config.steps * flow * grow)))
+    if regime.optimizer == "adam":
+        return int(min(config.max_steps, math.ceil(config.adam_steps * grow)))
+    return int(min(config.max_steps, math.ceil(config.steps * config.lr_fraction / regime.lr_fraction * grow)))
 
 
 def is_noisy(config: EarlyStopConfig, regime: Regime) -> bool:
@@ -529,9 +542,11 @@ def gap_statement(summary: dict) -> str:
     if g is None or n is None:
         return "fewer than two informative seeds: no interval"
     sign = 1.0 if g["estimate"] >= 0 else -1.0
-    word = "late" if sign > 0 else "early"
     lo, hi = sorted((sign * g["low"], sign * g["high"]))
-    text = (f"fires {word} by {sign * g['estimate']:.1f} [{lo:.1f}, {hi:.1f}] steps, costing "
+    where = (f"fires at argmin S_E (gap {g['estimate']:.1f} [{g['low']:.1f}, {g['high']:.1f}] steps)"
+             if g["estimate"] == 0 else
+             f"fires {'late' if sign > 0 else 'early'} by {sign * g['estimate']:.1f} [{lo:.1f}, {hi:.1f}] steps")
+    text = (f"{where}, costing "
             f"{n['estimate']:.4f} [{n['low']:.4f}, {n['high']:.4f}] nats ({g['level']:.0%} t-intervals, {g['n']} seeds")
     censored = [f"{c[k]} {k}" for k in ("late", "early") if c.get(k)]
     return text + (f"; censored at their bound: {', '.join(censored)})" if censored else ")")
@@ -561,7 +576,9 @@ def _evidence(reg: dict, config: EarlyStopConfig, options: RunOptions) -> dict:
             "threshold": {"steps": reg["step_tolerance"], "nats": config.nats_tolerance},
             "decision_rule": "holds if the gap-in-steps interval ⊂ ±max(grid, step_tolerance·mean argmin step) and the "
                              "gap-in-nats interval < nats_tolerance, no censored seed; does not hold if either interval "
-                             "lies wholly beyond its threshold (censored seeds enter with their bound); else inconclusive",
+                             "lies wholly beyond its threshold (censored seeds enter with their bound); a seed whose S_E "
+                             "minimum is its last measurement (budget too short) makes the cell inconclusive; else "
+                             "inconclusive",
             "design": "one-factor-at-a-time sweeps around full-batch GD (f₀, N₀), not the full product (time budget)"}
 
 
@@ -711,7 +728,7 @@ def _summary(run_folder: RunFolder, res: EarlyStopResult, config: EarlyStopConfi
     head = (f"# early-stop — ∇S_T·∇S_E = 0 (001 §3, eq. 7) against argmin S_E\n\n"
             f"Data {config.dataset} (standardize={config.standardize}), embedding **{config.embedding}** "
             f"(E = {config.dim}), TwoLayer H = {config.hidden}, {config.activation}; baseline full-batch GD with "
-            f"η = {config.lr_fraction}·2/λ_max(θ₀), N₀ = {config.n_train}, {config.steps} steps; S_T, S_E, ∇S_T·∇S_E on "
+            f"η = {config.lr_fraction}·2/λ_max(θ₀), N₀ = {config.n_train}, budget {config.steps} steps; S_T, S_E, ∇S_T·∇S_E on "
             f"the full training set and {'the whole test split' if config.test_per_class is None else f'{10 * config.test_per_class} test samples'} "
             f"every max({config.measure_every}, ⌈N/{config.grid_samples}⌉) steps; λ_max = top FIM eigenvalue (Lanczos, {config.lambda_samples} training "
             f"samples); {config.seeds} seeds per full-batch GD / momentum regime with f < {config.near_limit}, "

@@ -856,7 +856,7 @@ def _c_claims(rf, res, config, options) -> None:
         "004", "A.5 (C = O(M)): s_λ ≤ s'_λ ≤ C s_λ and α(...)M ≤ λ_max ≤ M√(α C s_λ); m'_λ = Cκ₁/M",
         document_value="bounds A.40, A.43, A.37, A.5",
         measured=[{k: _fmt(v) if isinstance(v, float) else v for k, v in r.items()} for r in res.c_rows],
-        verdict=verdict, id="004.A5-bounds", strength="indicative",
+        verdict=verdict, id="004.A5-bounds", strength=strength_of(verdict, ev["seeds"]["number"]),
         details=f"{res.c_rows[0]['activation']}, M = {config.C_width}, T = {config.C_T}, one network per C; bounds "
                 f"with {int(tol * 100)} % slack for finite-M fluctuations",
         evidence={**ev, "statistic": "s', λ_max against their bounds", "decision_rule": "holds if every C is inside"}))

@@ -180,18 +180,42 @@ def top_eigenpairs(
     return EigenPairs(w[order], torch.as_tensor(V[:, order].copy()), "lanczos")
 
 
+_AUTO_BLOCK_BYTES = 2**25  # probe_block="auto": at most 32 MiB of probes per operator call
+
+
+def _group_size(n: int, p: int, m: int, itemsize: int, op_itemsize: int, reorth: bool, max_basis_bytes: int,
+                probe_block) -> int:
+    """Columns per Lanczos group: ``probe_block`` (``"auto"``: as many as fit in 32 MiB in the operator's
+    dtype, at least one), and with re-orthogonalisation no more than a basis of ``max_basis_bytes`` allows."""
+    if probe_block == "auto":
+        k = max(1, _AUTO_BLOCK_BYTES // max(n * op_itemsize, 1))
+    elif isinstance(probe_block, (int, np.integer)) and not isinstance(probe_block, bool) and probe_block >= 1:
+        k = int(probe_block)
+    else:
+        raise ValueCheckError(f"probe_block must be 'auto' or an integer ≥ 1 (probes per operator call), "
+                              f"got {probe_block!r}")
+    if reorth:
+        k = min(k, max(1, max_basis_bytes // max(m * n * itemsize, 1)))
+    return int(max(1, min(p, k)))
+
+
 def lanczos_tridiagonal(op, V0: torch.Tensor, steps: int, *, reorthogonalize: bool = True,
-                        max_basis_bytes: int = 2**31) -> tuple[torch.Tensor, torch.Tensor]:
+                        max_basis_bytes: int = 2**31, probe_block="auto") -> tuple[torch.Tensor, torch.Tensor]:
     """``steps`` Lanczos steps from each column of V0 (n × p), fully re-orthogonalised by default.
 
-    Returns (α, β) of shapes (p, m) and (p, m − 1): the tridiagonal T_m of each start vector.
+    Returns (α, β) in float64 of shapes (p, m) and (p, m − 1): the tridiagonal T_m of each start vector.
+    The recurrence runs in V0's dtype (float64 for the most accurate rules; the operator's dtype halves
+    the bytes moved per step and the memory — α, β are still returned, and later eigensolved, in float64).
     Each step applies the three-term recurrence w = A q_j − α_j q_j − β_{j−1} q_{j−1}; with
     ``reorthogonalize`` it follows one classical Gram–Schmidt pass against the whole basis and a
     second only when the first removed more than 1 − 1/√2 of ‖w‖ (the Daniel–Gragg–Kaufman–Stewart
     criterion, "twice is enough"). The basis is stored probe-major (p, m, n) in V0's dtype, so the
-    passes are batched matrix products without copies, and the columns run in groups whose basis
-    fits in ``max_basis_bytes`` (one column at a time if even one does not), each group's block
-    going through one ``matmat``. Without re-orthogonalisation (Papyan 2020's "fast Lanczos", as in
+    passes are batched matrix products without copies. The columns run in groups, each group's block
+    going through one ``matmat``: ``probe_block`` columns per group (``"auto"``: as many as fit in
+    32 MiB in the operator's dtype — one at a time at P ≈ 8 M in float32, where a vmapped block costs
+    more per column than single products), and with re-orthogonalisation no more than a basis of
+    ``max_basis_bytes`` allows (one column at a time if even one does not). The grouping changes only
+    round-off. Without re-orthogonalisation (Papyan 2020's "fast Lanczos", as in
     curvlinops) only q_{j−1}, q_j are kept (memory O(n·p)), but the basis loses orthogonality once
     Ritz values converge, and converged outliers reappear as spurious copies sharing their weight.
     On breakdown (an invariant subspace found) the remaining basis vectors are zero, so T_m gains a
@@ -200,31 +224,43 @@ def lanczos_tridiagonal(op, V0: torch.Tensor, steps: int, *, reorthogonalize: bo
     op = as_operator(op)
     if _dist.is_distributed(op.group):
         return _collective(op, lambda o: lanczos_tridiagonal(o, V0, steps, reorthogonalize=reorthogonalize,
-                                                             max_basis_bytes=max_basis_bytes))
+                                                             max_basis_bytes=max_basis_bytes, probe_block=probe_block))
     n, p = V0.shape
     m = int(min(steps, n))
-    per_column = max(m * n * V0.element_size(), 1)
-    group = p if not reorthogonalize else int(max(1, min(p, max_basis_bytes // per_column)))
+    group = _group_size(n, p, m, V0.element_size(), op.dtype.itemsize, reorthogonalize, max_basis_bytes, probe_block)
     parts = [_lanczos_group(op, V0[:, s: s + group], m, reorthogonalize) for s in range(0, p, group)]
     return torch.cat([a for a, _ in parts]), torch.cat([b for _, b in parts])
 
 
+def _row_norms(W: torch.Tensor) -> torch.Tensor:
+    """‖W_i‖ of the rows of W (p × n), in float64. Below float64 the sum of squares goes through
+    ``vecdot`` (a pairwise sum, relative error ~1e-7 at n = 8·10⁶ in float32) — ``vector_norm`` and BLAS
+    products accumulate serially there (1e-4 relative at n = 8·10⁶), which would shift every β_j."""
+    if W.dtype == torch.float64:
+        return torch.linalg.vector_norm(W, dim=1)
+    return torch.linalg.vecdot(W, W).to(torch.float64).sqrt()
+
+
 def _lanczos_group(op: CurvatureOperator, V0: torch.Tensor, m: int, reorth: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """The Lanczos recurrence of :func:`lanczos_tridiagonal` for the p columns of V0 at once (in place)."""
+    """The Lanczos recurrence of :func:`lanczos_tridiagonal` for the p columns of V0 at once (in place, V0's dtype)."""
     n, p = V0.shape
-    Q = torch.zeros(p, m if reorth else 2, n, dtype=V0.dtype, device=V0.device)  # the basis, or (q_{j−1}, q_j)
-    alpha = torch.zeros(p, m, dtype=V0.dtype, device=V0.device)
-    beta = torch.zeros(p, max(m - 1, 0), dtype=V0.dtype, device=V0.device)
-    Q[:, 0] = (V0 / V0.norm(dim=0, keepdim=True)).T
-    w = torch.empty(p, n, dtype=V0.dtype, device=V0.device)  # one buffer for every step (no page faults per step)
+    dt, f64 = V0.dtype, torch.float64
+    Q = torch.zeros(p, m if reorth else 2, n, dtype=dt, device=V0.device)  # the basis, or (q_{j−1}, q_j)
+    alpha = torch.zeros(p, m, dtype=f64, device=V0.device)
+    beta = torch.zeros(p, max(m - 1, 0), dtype=f64, device=V0.device)
+    Q[:, 0] = V0.T
+    Q[:, 0] /= _row_norms(Q[:, 0]).to(dt)[:, None]
+    w = torch.empty(p, n, dtype=dt, device=V0.device)  # one buffer for every step (no page faults per step)
+    tiny = max(1e-10, 100 * torch.finfo(dt).eps)  # breakdown: ‖w‖ at round-off level of the recurrence's dtype
     for j in range(m):
         cur = j if reorth else j % 2
         q = Q[:, cur]
         w.copy_(op.matmat(q.T).T)  # w owns its storage, so the updates below are in place
-        alpha[:, j] = torch.linalg.vecdot(q, w)
-        w.addcmul_(q, alpha[:, j, None], value=-1.0)
+        a = torch.linalg.vecdot(q, w)
+        alpha[:, j] = a.to(f64)
+        w.addcmul_(q, a[:, None], value=-1.0)
         if j:
-            w.addcmul_(Q[:, cur - 1 if reorth else 1 - cur], beta[:, j - 1, None], value=-1.0)
+            w.addcmul_(Q[:, cur - 1 if reorth else 1 - cur], beta[:, j - 1, None].to(dt), value=-1.0)
         if reorth:
             basis, col = Q[:, : j + 1], w[:, :, None]  # (p, j + 1, n) view; col views w
             for _ in range(2):
@@ -234,20 +270,39 @@ def _lanczos_group(op: CurvatureOperator, V0: torch.Tensor, m: int, reorth: bool
                     break
         if j == m - 1:
             break
-        b = torch.linalg.vector_norm(w, dim=1)
-        scale = torch.maximum(alpha[:, : j + 1].abs().amax(1), b if j == 0 else torch.maximum(b, beta[:, :j].amax(1)))
-        alive = b > 1e-10 * scale.clamp_min(1e-300)
-        beta[:, j] = torch.where(alive, b, torch.zeros_like(b))
-        inv = torch.where(alive, 1.0 / b.clamp_min(1e-300), torch.zeros_like(b))
+        b64 = _row_norms(w)
+        scale = torch.maximum(alpha[:, : j + 1].abs().amax(1), b64 if j == 0 else torch.maximum(b64, beta[:, :j].amax(1)))
+        alive = b64 > tiny * scale.clamp_min(1e-300)
+        beta[:, j] = torch.where(alive, b64, torch.zeros_like(b64))
+        inv = torch.where(alive, 1.0 / b64.clamp_min(1e-300), torch.zeros_like(b64)).to(dt)
         torch.mul(w, inv[:, None], out=w)
         Q[:, j + 1 if reorth else 1 - cur] = w
     return alpha, beta
 
 
-def _slq_rules(op: CurvatureOperator, probes: int, steps: int, seed: int, reorth: bool) -> tuple[np.ndarray, np.ndarray]:
+def _recurrence_dtype(op: CurvatureOperator, recurrence_dtype) -> torch.dtype:
+    dt = op.dtype if isinstance(recurrence_dtype, str) and recurrence_dtype == "operator" else recurrence_dtype
+    if not isinstance(dt, torch.dtype) or not dt.is_floating_point:
+        raise ValueCheckError(f"recurrence_dtype must be a floating torch dtype or 'operator' (the operator's "
+                              f"dtype, {op.dtype}), got {recurrence_dtype!r}")
+    return dt
+
+
+def _slq_rules(op: CurvatureOperator, probes: int, steps: int, seed: int, reorth: bool, probe_block,
+               dtype: torch.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Per-probe Gauss rules. Probe i is the i-th n-vector of the seed's Rademacher stream (drawn on
+    the CPU), whatever the grouping and dtype, and the probes of a group are drawn only when it runs."""
     gen = torch.Generator().manual_seed(int(seed))
-    V0 = _rademacher(op.shape[0], probes, gen, op).to(torch.float64)
-    alpha, beta = lanczos_tridiagonal(op, V0, steps, reorthogonalize=reorth)
+    n = op.shape[0]
+    m = int(min(steps, n))
+    group = _group_size(n, probes, m, dtype.itemsize, op.dtype.itemsize, reorth, 2**31, probe_block)
+    alphas, betas = [], []
+    for s in range(0, probes, group):
+        Z = torch.randint(0, 2, (min(group, probes - s), n), generator=gen, dtype=torch.float32).mul_(2).sub_(1)
+        a, b = _lanczos_group(op, Z.to(dtype=dtype, device=op.device).T, m, reorth)
+        alphas.append(a)
+        betas.append(b)
+    alpha, beta = torch.cat(alphas), torch.cat(betas)
     Tm = torch.diag_embed(alpha) + torch.diag_embed(beta, 1) + torch.diag_embed(beta, -1)
     theta, U = torch.linalg.eigh(Tm)
     return theta.cpu().numpy(), (U[:, 0, :] ** 2).cpu().numpy()
@@ -269,20 +324,27 @@ def _to_full_dim(nodes: np.ndarray, weights: np.ndarray, n: int, full: int, exac
 def spectral_density(
     op, *, method: str = "auto", probes: int = 20, steps: int = 40, num_moments: int = 4,
     grid: np.ndarray | None = None, num_grid: int = 400, sigma: float | None = None, seed: int = 0,
-    max_dense_dim: int = 4000, reorthogonalize: bool = True,
+    max_dense_dim: int = 4000, reorthogonalize: bool = True, probe_block="auto", recurrence_dtype=torch.float64,
 ) -> SpectralDensity:
     """The eigenvalue density of ``op`` — of F for a dual operator (see the module docstring).
 
     ``method="exact"`` (eigenvalues of ``dense()``), ``"slq"`` (``probes`` × ``steps`` Lanczos),
     ``"auto"``: exact when the dense form is cheap and n ≤ ``max_dense_dim``; ``reorthogonalize``
-    as in :func:`lanczos_tridiagonal` (False: Papyan's fast Lanczos, O(n·probes) memory). The density on
+    as in :func:`lanczos_tridiagonal` (False: Papyan's fast Lanczos, O(n·probes) memory); ``probe_block``:
+    probes per operator call (``"auto"``: as many as fit in 32 MiB, see :func:`lanczos_tridiagonal`; the
+    probes of a block are drawn only when it runs, so memory is O(n·probe_block) without
+    re-orthogonalisation); ``recurrence_dtype``: the dtype of the Lanczos vectors (float64 by default;
+    ``"operator"`` for the operator's own, e.g. float32: half the bytes per step — the tridiagonal's
+    eigensolve and the quadrature stay float64, and the rules then carry the recurrence's round-off,
+    ~1e-6 relative in float32, instead of ~1e-15). The density on
     ``grid`` is Gaussian-broadened with width ``sigma`` (default: 1/100 of the spectral range).
     """
     op = as_operator(op)
     if _dist.is_distributed(op.group):
         return _collective(op, lambda o: spectral_density(
             o, method=method, probes=probes, steps=steps, num_moments=num_moments, grid=grid, num_grid=num_grid,
-            sigma=sigma, seed=seed, max_dense_dim=max_dense_dim, reorthogonalize=reorthogonalize))
+            sigma=sigma, seed=seed, max_dense_dim=max_dense_dim, reorthogonalize=reorthogonalize,
+            probe_block=probe_block, recurrence_dtype=recurrence_dtype))
     check_choice(method, ("auto", "exact", "slq"), "method")
     if probes < 1 or steps < 1:
         raise ValueCheckError(f"probes and steps must be ≥ 1, got {probes}, {steps}")
@@ -292,7 +354,8 @@ def spectral_density(
         nodes = torch.linalg.eigvalsh(op.dense().to(torch.float64)).cpu().numpy()[None, :]
         weights = np.full_like(nodes, 1.0 / n)
     else:
-        nodes, weights = _slq_rules(op, probes, steps, seed, reorthogonalize)
+        nodes, weights = _slq_rules(op, probes, steps, seed, reorthogonalize, probe_block,
+                                    _recurrence_dtype(op, recurrence_dtype))
     nodes, weights = _to_full_dim(nodes, weights, n, op.full_dim, exact)
     lo, hi = float(nodes.min()), float(nodes.max())
     if sigma is None:

@@ -62,8 +62,8 @@ KEY_FINDINGS: dict[str, str] = {
     "001.early-stop":
         "Early stopping where ∇S_T·∇S_E = 0 (001 §3, eq. 7): the note says {document_value}; in the regime of "
         "its derivation (full-batch GD, small steps) {measured[baseline]} — {verdict}. Full-batch GD holds up to "
-        "η = {measured[gd_holds_up_to_f]}·2/λ_max; mini-batch: {measured[minibatch]}; other optimizers: "
-        "{measured[optimizer]}.",
+        "η = {measured[gd_holds_up_to_f]}·2/λ_max; mini-batch: {measured[minibatch_gaps]}; other optimizers: "
+        "{measured[optimizer_gaps]}; training-set size: {measured[size_gaps]}.",
     "001.power-law-E":
         "The loss–model-size power law and the embedding dimension (001 §2.4: it appears only when E is large "
         "enough): the note says {document_value}; measured α(E) and the model comparison per E: {measured} "
