@@ -251,7 +251,7 @@ def _lanczos_group(op: CurvatureOperator, V0: torch.Tensor, m: int, reorth: bool
     Q[:, 0] = V0.T
     Q[:, 0] /= _row_norms(Q[:, 0]).to(dt)[:, None]
     w = torch.empty(p, n, dtype=dt, device=V0.device)  # one buffer for every step (no page faults per step)
-    tiny = max(1e-10, 100 * torch.finfo(dt).eps)  # breakdown: ‖w‖ at round-off level of the recurrence's dtype
+    tiny = max(1e-10, 10 * torch.finfo(dt).eps)  # breakdown: ‖w‖ at round-off level of the recurrence's dtype
     for j in range(m):
         cur = j if reorth else j % 2
         q = Q[:, cur]
