@@ -43,6 +43,30 @@ def test_run_folder_writes_everything(tmp_path):
     assert not (tmp_path / "r" / "RUNNING").exists()
     assert (tmp_path / "r" / "summary.md").read_text() == "# hi\n"
     assert "S_0 = ln M" in claims_table_md(run.claims)
+    table = claims_table_md([Claim("001", "a | b", "x", {"share": 0.99999555, "low95": 0.5, "per": ["U·W"]},
+                                   "holds", "d", strength="indicative")])
+    # readable text, not a JSON string: 6 significant digits, unicode kept, pipes escaped, strength shown
+    assert "share: 0.999996; low95: 0.5; per: [U·W]" in table and "\\u00b7" not in table and '{"' not in table
+    assert "a \\| b" in table and table.rstrip().endswith("| **holds** | indicative |")
+
+
+def test_provenance_records_the_code_that_ran_and_the_machine_load(tmp_path, monkeypatch):
+    """The commit is the one checked out when the run started (the checkout may move on while it runs);
+    CPU seconds and the load average at start and end stand beside the wall time."""
+    from actionlab import runs
+
+    monkeypatch.setattr(runs, "_git_commit", lambda: "a" * 40)
+    monkeypatch.setattr(runs, "_git_dirty", lambda: True)
+    run = RunFolder(tmp_path / "r", experiment="unit", config={"a": 1})
+    monkeypatch.setattr(runs, "_git_commit", lambda: "b" * 40)  # a commit lands during the run
+    sum(i * i for i in range(200_000))  # some CPU work
+    run.finish(_Result(1.0, torch.zeros(1)))
+    prov = json.loads((tmp_path / "r" / "provenance.json").read_text())
+    assert prov["git_commit"] == "a" * 40 and prov["git_dirty"] is True
+    assert prov["started"] <= prov["date"]
+    assert 0.0 < prov["cpu_time_s"] and prov["wall_time_s"] > 0.0
+    for key in ("load_average_start", "load_average_end"):
+        assert len(prov[key]) == 3 and all(x >= 0.0 for x in prov[key])
 
 
 def test_claim_verdicts_checked():

@@ -170,6 +170,25 @@ def _git_commit() -> str | None:
         return None
 
 
+def _git_dirty() -> bool | None:
+    """Whether the checkout has uncommitted changes to tracked files (None outside a git checkout)."""
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                             capture_output=True, text=True, timeout=5, check=False)
+        return bool(out.stdout.strip()) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _load_average() -> list[float] | None:
+    """The 1-, 5- and 15-minute load averages (None where the platform has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
 def provenance(seed: int | None = None, data: Any = None, extra: dict | None = None, command: str | None = None) -> dict:
     """Everything needed to repeat a run: command, seed, data description, versions, date, commit.
 
@@ -658,6 +677,11 @@ class RunFolder:
         self.figures: list[str] = []
         self.claims: list[Claim] = []
         self._t0 = time.perf_counter()
+        self._cpu0 = time.process_time()
+        # what ran, fixed when the run starts (the checkout may move on while it runs)
+        self._started = {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                         "git_commit": _git_commit(), "git_dirty": _git_dirty(),
+                         "load_average_start": _load_average()}
         self._lock: FolderLock | None = None
         self._written: list[str] = []
         if not self.writer:
@@ -732,6 +756,10 @@ class RunFolder:
             extra.update(device=str(self._options.device), dtype=str(self._options.dtype))
         extra.update(world_size=self.world["world_size"], backend=self.world["backend"])
         extra["wall_time_s"] = wall
+        # CPU seconds of this process (all its threads) and the machine's load: a wall time on a shared
+        # machine means little without them
+        extra["cpu_time_s"] = time.process_time() - self._cpu0
+        extra.update(self._started, load_average_end=_load_average())
         prov = provenance(seed=self.seed, data=self.data, extra=extra, command=self.command)
         payload = {
             "experiment": self.experiment,
@@ -754,14 +782,20 @@ class RunFolder:
 
 
 def claims_table_md(claims: list[Claim]) -> str:
-    """A Markdown table of claims (source, claim, document, measured, verdict)."""
-    lines = ["| source | claim | document | measured | verdict |", "|---|---|---|---|---|"]
+    """A Markdown table of claims (source, claim, document, measured, verdict, strength).
+
+    Values are written as readable text (:func:`actionlab.report.values.format_value`: numbers to
+    6 significant digits, a dict as ``key: value; …``), never as a JSON string, and never cut."""
+    from actionlab.report.values import format_value
+
+    lines = ["| source | claim | document | measured | verdict | strength |", "|---|---|---|---|---|---|"]
     for c in claims:
         def cell(v: Any) -> str:
-            s = v if isinstance(v, str) else json.dumps(to_jsonable(v))
+            s = v if isinstance(v, str) else format_value(to_jsonable(v))
             return s.replace("|", "\\|").replace("\n", " ")
 
-        lines.append(f"| {c.source} | {cell(c.claim)} | {cell(c.document_value)} | {cell(c.measured)} | **{c.verdict}** |")
+        lines.append(f"| {c.source} | {cell(c.claim)} | {cell(c.document_value)} | {cell(c.measured)} "
+                     f"| **{c.verdict}** | {c.strength} |")
     return "\n".join(lines) + "\n"
 
 
