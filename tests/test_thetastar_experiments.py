@@ -213,3 +213,27 @@ def test_histogram_figure_uses_auto_bins_and_labels_axes():
                                                          & (x.numpy() <= np.quantile(x.numpy(), 0.9995))],
                                                 bins="auto")) - 1
     assert ax.get_xlabel() and ax.get_ylabel() and ax.get_legend() is not None
+
+
+def test_conjecture_judges_read_the_numbers_on_both_sides_of_their_thresholds():
+    from actionlab.experiments.conjecture import judge_close, judge_converges_at_one, judge_leading
+
+    # every ratio in [0.5, 2]: holds; firm only when clear of the edges by the 10 % margin
+    assert judge_leading({1: 1.0, 2: 0.9}) == ("holds", "firm")
+    assert judge_leading({1: 1.0, 2: 0.52}) == ("holds", "indicative")
+    assert judge_leading({1: 0.5, 2: 0.0}) == ("does not hold", "firm")  # the measured θ*: ratio 0 at n = 3
+    assert judge_leading({1: 1.0, 2: 0.48}) == ("does not hold", "indicative")
+    assert judge_leading({1: 1.0, 2: 2.5}) == ("does not hold", "firm")
+    assert judge_leading({1: 1.0}, quick=True) == ("holds", "indicative")
+    assert judge_leading({}) == ("inconclusive", "indicative")
+    # partial sum within 10 % of S(θ*)
+    assert judge_close(0.39, 0.3839) == ("holds", "firm")
+    assert judge_close(-3.195, 0.3839) == ("does not hold", "firm")
+    assert judge_close(0.3839 * 1.105, 0.3839) == ("does not hold", "indicative")
+    assert judge_close(float("nan"), 0.38)[0] == "inconclusive"
+    # the series at t = 1: radius > 1 converges; near 1 the estimate cannot decide firmly
+    assert judge_converges_at_one(0.459) == ("does not hold", "firm")
+    assert judge_converges_at_one(3.0) == ("holds", "firm")
+    assert judge_converges_at_one(1.1) == ("holds", "indicative")
+    assert judge_converges_at_one(0.9) == ("does not hold", "indicative")
+    assert judge_converges_at_one(0.459, quick=True) == ("does not hold", "indicative")

@@ -178,6 +178,99 @@ def _figure(run_folder: RunFolder, res: ConjectureResult, config: ConjectureConf
     run_folder.save_figure(fig, "conjecture")
 
 
+# ----------------------------------------------------------------------------- judging
+
+#: the band a ratio "conjectured term / exact S_{n+1}(θ*)" must lie in for "the main contribution"
+RATIO_BAND = (0.5, 2.0)
+#: a decision within this relative margin of its threshold is indicative (the number could flip it)
+MARGIN = 0.1
+
+
+def judge_leading(ratios: dict, *, band: tuple[float, float] = RATIO_BAND, quick: bool = False) -> tuple[str, str]:
+    """"holds" when every ratio (notes' term / exact S_{n+1}) lies in ``band``, else "does not hold".
+
+    Firm (outside a quick preset) when the decision is not within ``MARGIN`` of the band's edges:
+    for "holds" every ratio lies inside the band shrunk by 1 ± MARGIN; for "does not hold" some ratio
+    lies outside the band widened by 1 ± MARGIN. No ratios: inconclusive."""
+    vals = [float(v) for v in ratios.values()]
+    if not vals:
+        return "inconclusive", "indicative"
+    lo, hi = band
+    if all(lo <= v <= hi for v in vals):
+        clear = all(lo * (1 + MARGIN) <= v <= hi * (1 - MARGIN) for v in vals)
+        return "holds", "firm" if clear and not quick else "indicative"
+    clear = any(v < lo * (1 - MARGIN) or v > hi * (1 + MARGIN) for v in vals)
+    return "does not hold", "firm" if clear and not quick else "indicative"
+
+
+def judge_close(value: float, target: float, *, tolerance: float = 0.1, quick: bool = False) -> tuple[str, str]:
+    """"holds" when |value − target| ≤ tolerance·|target|; firm unless the relative error is within
+    ``MARGIN``·tolerance of the tolerance (or the preset is quick)."""
+    if not (math.isfinite(value) and math.isfinite(target)) or target == 0:
+        return "inconclusive", "indicative"
+    rel = abs(value - target) / abs(target)
+    verdict = "holds" if rel <= tolerance else "does not hold"
+    clear = abs(rel - tolerance) > MARGIN * tolerance
+    return verdict, "firm" if clear and not quick else "indicative"
+
+
+def judge_converges_at_one(radius: float, *, quick: bool = False) -> tuple[str, str]:
+    """The series of t ↦ S(tθ*) summed at t = 1: "holds" when the radius estimate exceeds 1.
+
+    The root-test radius is an estimate (its spread over the last orders is ~10–20 %), so the verdict
+    is firm only when the radius lies outside [1/(1 + 2·MARGIN), 1 + 2·MARGIN]."""
+    if not math.isfinite(radius):
+        return "inconclusive", "indicative"
+    verdict = "holds" if radius > 1.0 else "does not hold"
+    clear = radius < 1.0 / (1 + 2 * MARGIN) or radius > 1.0 + 2 * MARGIN
+    return verdict, "firm" if clear and not quick else "indicative"
+
+
+def _claims(run_folder: RunFolder, res: ConjectureResult, config: ConjectureConfig, ts) -> None:
+    """The three claim rows of §2.5, each judged by a function above, with its evidence."""
+    L, S = res.leading, res.S_star
+    quick = run_folder.preset == "quick"
+    ev = {"preset": run_folder.preset, "seeds": {"number": 1, "list": [run_folder.seed]},
+          "theta_star": {"embedding": config.embedding, "E": ts.model.E, "H": ts.model.H, "activation": config.activation},
+          "sample_sizes": {"test_N": int(ts.test.z.shape[0])}, "series_order": config.series_order, "n_max": config.n_max,
+          "note": "one θ*: the ratios are exact numbers of that θ* (float64), not a distribution over seeds"}
+    ratios = {n: v["note"] for n, v in res.ratio_to_true.items()}
+    verdict, strength = judge_leading(ratios, quick=quick)
+    run_folder.add_claim(Claim(
+        "001", "the main contribution to S_{n+1}(θ*) is σ⁽ⁿ⁾(0)/((n+1)!M) Σ J U Wⁿ", "ratio ≈ 1 at every n",
+        {n: round(v, 3) for n, v in ratios.items()}, verdict,
+        f"ratio = notes' term / exact S_{{n+1}}(θ*); 'holds' needs {RATIO_BAND[0]} ≤ ratio ≤ {RATIO_BAND[1]} at every "
+        f"n ≤ {min(config.n_max, config.series_order - 1)}; derived-κ ratios: "
+        + ", ".join(f"n={n}: {v['derived']:.3f}" for n, v in res.ratio_to_true.items()),
+        id="001.leading-term", strength=strength,
+        evidence={**ev, "statistic": "notes' leading term / exact S_{n+1}(θ*) per n", "values": ratios,
+                  "threshold": {"band": list(RATIO_BAND), "margin": MARGIN},
+                  "decision_rule": judge_leading.__doc__.split("\n")[0]}))
+    last_d, last_n = L["partial_sums"][-1], L["note_partial_sums"][-1]
+    incr = abs(L["partial_sums"][-1] - L["partial_sums"][-2]) if len(L["partial_sums"]) > 1 else float("nan")
+    verdict, strength = judge_close(last_n, S, quick=quick)
+    run_folder.add_claim(Claim(
+        "001", "S(θ) ≈ ln M + Σ_n σ⁽ⁿ⁾(0)/((n+1)!M) Σ J U Wⁿ for θ ≈ θ*", f"S(θ*) = {S:.4f}",
+        f"notes' coefficient, n ≤ {config.n_max}: {last_n:.4g}; derived coefficient: {last_d:.4g} (last increment {incr:.3g})",
+        verdict, "holds if the notes' partial sum at n_max is within 10 % of S(θ*)",
+        id="001.all-orders-sum", strength=strength,
+        evidence={**ev, "statistic": "the notes' partial sum at n_max against S(θ*)",
+                  "values": {"notes_partial_sum": last_n, "derived_partial_sum": last_d, "S_star": S},
+                  "threshold": {"relative_tolerance": 0.1, "margin": MARGIN},
+                  "decision_rule": judge_close.__doc__.split("\n")[0]}))
+    verdict, strength = judge_converges_at_one(res.radius_t, quick=quick)
+    run_folder.add_claim(Claim(
+        "001", "(implicit in §2) the Taylor series of S around θ = 0 can be summed at θ*", "converges at t = 1",
+        f"root-test radius in t ≈ {res.radius_t:.3g}; Σ_(k≤{config.series_order}) S_k(θ*) = "
+        f"{res.taylor_partial_sums_at_1[-1]:.4g} vs S(θ*) = {S:.4f}", verdict,
+        "radius from the root test 1/|S_k|^{1/k} over the last orders (an estimate)",
+        id="001.series-at-theta-star", strength=strength,
+        evidence={**ev, "statistic": "root-test radius of convergence of t ↦ S(tθ*)",
+                  "values": {"radius": res.radius_t, "partial_sum_at_1": res.taylor_partial_sums_at_1[-1]},
+                  "threshold": {"radius": 1.0, "margin": 2 * MARGIN},
+                  "decision_rule": judge_converges_at_one.__doc__.split("\n")[0]}))
+
+
 def _summary(run_folder: RunFolder, res: ConjectureResult, config: ConjectureConfig, ts) -> str:
     L = res.leading
     S = res.S_star
@@ -187,27 +280,7 @@ def _summary(run_folder: RunFolder, res: ConjectureResult, config: ConjectureCon
         s = f"{r['S_n+1']:.4g}" if r else "—"
         rows.append(f"| {n} | {s} | {k * c:.4g} | {kn * c:.4g} | {r['derived']:.3f} | {r['note']:.3f} |" if r else
                     f"| {n} | — | {k * c:.4g} | {kn * c:.4g} | — | — |")
-    ratios = [v["note"] for v in res.ratio_to_true.values()]
-    ok_note = bool(ratios) and all(0.5 <= r <= 2.0 for r in ratios)
-    run_folder.add_claim(Claim(
-        "001", "the main contribution to S_{n+1}(θ*) is σ⁽ⁿ⁾(0)/((n+1)!M) Σ J U Wⁿ", "ratio ≈ 1 at every n",
-        {n: round(v["note"], 3) for n, v in res.ratio_to_true.items()}, "holds" if ok_note else "does not hold",
-        "ratio = notes' term / exact S_{n+1}(θ*); 'holds' needs 0.5 ≤ ratio ≤ 2 at every n ≤ "
-        f"{min(config.n_max, config.series_order - 1)}; derived-κ ratios: "
-        + ", ".join(f"n={n}: {v['derived']:.3f}" for n, v in res.ratio_to_true.items())))
-    last_d, last_n = L["partial_sums"][-1], L["note_partial_sums"][-1]
-    incr = abs(L["partial_sums"][-1] - L["partial_sums"][-2]) if len(L["partial_sums"]) > 1 else float("nan")
-    close = abs(last_n - S) <= 0.1 * abs(S)
-    run_folder.add_claim(Claim(
-        "001", "S(θ) ≈ ln M + Σ_n σ⁽ⁿ⁾(0)/((n+1)!M) Σ J U Wⁿ for θ ≈ θ*", f"S(θ*) = {S:.4f}",
-        f"notes' coefficient, n ≤ {config.n_max}: {last_n:.4g}; derived coefficient: {last_d:.4g} (last increment {incr:.3g})",
-        "holds" if close else "does not hold", "holds if the notes' partial sum at n_max is within 10 % of S(θ*)"))
-    conv = res.radius_t > 1.0
-    run_folder.add_claim(Claim(
-        "001", "(implicit in §2) the Taylor series of S around θ = 0 can be summed at θ*", "converges at t = 1",
-        f"root-test radius in t ≈ {res.radius_t:.3g}; Σ_(k≤{config.series_order}) S_k(θ*) = {res.taylor_partial_sums_at_1[-1]:.4g} "
-        f"vs S(θ*) = {S:.4f}", "holds" if conv else "does not hold",
-        "radius from 1/max|S_k|^{1/k} over the last 4 orders (an estimate)"))
+    _claims(run_folder, res, config, ts)
     text = (f"# conjecture — the all-orders series at θ*\n\nθ*: {config.embedding} embedding E = {ts.model.E}, H = {ts.model.H}, "
             f"{config.activation}; test split, float64. S(θ*) = {S:.5f}, ln M = {L['lnM']:.5f}. Exact Taylor series of "
             f"t ↦ S(tθ*) to K = {config.series_order}; root-test radius of convergence in t ≈ {res.radius_t:.3g}.\n\n"
