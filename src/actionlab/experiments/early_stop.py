@@ -651,6 +651,18 @@ def _sweep_x(reg: dict, sweep: str) -> str:
     return str(reg["n_train"])
 
 
+def _sweep_order(regime: dict, sweep: str) -> tuple:
+    """Left-to-right order of a sweep's panel: step size and N ascending, full batch before mini-batches
+    (largest first), the optimizers in the grid's order."""
+    if sweep == "step size":
+        return (regime["lr_fraction"],)
+    if sweep == "training-set size":
+        return (regime["n_train"],)
+    if sweep == "batch size":
+        return (-(regime["batch_size"] or math.inf),)
+    return (0,)
+
+
 def _figure(run_folder: RunFolder, res: EarlyStopResult) -> None:
     import matplotlib
 
@@ -661,7 +673,7 @@ def _figure(run_folder: RunFolder, res: EarlyStopResult) -> None:
                "training-set size": "N_train"}
     fig, axes = plt.subplots(2, 4, figsize=(15, 6.4), layout="constrained")
     for j, sweep in enumerate(_SWEEPS):
-        regs = [r for r in res.regimes if sweep in r["sweeps"]]
+        regs = sorted((r for r in res.regimes if sweep in r["sweeps"]), key=lambda r: _sweep_order(r, sweep))
         xs = [_sweep_x(r, sweep) for r in regs]
         for i, (what, unit) in enumerate((("gap_steps", "steps"), ("gap_nats", "nats"))):
             ax = axes[i, j]
@@ -678,7 +690,7 @@ def _figure(run_folder: RunFolder, res: EarlyStopResult) -> None:
             ax.set(xlabel=xlabels[sweep], ylabel=f"rule − argmin S_E ({unit})" if what == "gap_steps"
                    else "S_E(rule) − min S_E (nats)", title=f"{sweep}: gap in {unit}")
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper center", ncol=2, fontsize=8)
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8)  # the title keeps the top
     fig.suptitle("∇S_T·∇S_E = 0 (001 eq. 7) against argmin S_E, per regime (censored seeds at their bound)", fontsize=10)
     run_folder.save_figure(fig, "early_stop_gaps")
     _trace_figure(run_folder, res, plt)
@@ -706,7 +718,7 @@ def _trace_figure(run_folder: RunFolder, res: EarlyStopResult, plt) -> None:
     for a in axes.ravel()[:n]:
         for h, lab in zip(*a.get_legend_handles_labels()):
             handles.setdefault(lab, h)
-    fig.legend(list(handles.values()), list(handles), loc="outside upper center", ncol=len(handles), fontsize=8)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=len(handles), fontsize=8)
     fig.suptitle(f"traces of seed {res.regimes[0]['seeds'][0]} per regime", fontsize=10)
     run_folder.save_figure(fig, "early_stop_traces")
 

@@ -654,7 +654,7 @@ def _speed_claims(cfg: RngdMnistConfig, res: RngdMnistResult, preset: str | None
             verdict = judge_at_most(x["low"], x["high"], SPEED_GOAL)
             claims.append(Claim(
                 "003", f"{_VARIANT_WORDS[v]}: an epoch of {a} takes at most {SPEED_GOAL:g}× Adam's (the issue's goal; "
-                       "003 gives no timing)", f"≤ {SPEED_GOAL:g}× Adam (not stated in 003)",
+                       "003 gives no timing)", f"≤ {SPEED_GOAL:g}× Adam (the project's target; 003 states none)",
                 {"ratio": round(x["ratio"], 2), "interval": [round(x["low"], 2), round(x["high"], 2)]},
                 verdict,
                 f"optimisation wall-clock per epoch (evaluation excluded) of {v} / Adam's, same seed, same run; "

@@ -58,7 +58,8 @@ KEY_FINDINGS: dict[str, str] = {
         "RNGD per epoch against SGD and Adam (003 §5: it learns faster per epoch): the paper says "
         "{document_value}, measured {measured} — {verdict}.",
     "003.rngd-speed":
-        "RNGD's cost in wall-clock time (003): the paper says {document_value}, measured {measured} — {verdict}.",
+        "RNGD's cost in wall-clock time per epoch against Adam (003 reports none): target {document_value}, "
+        "measured {measured} — {verdict}.",
     "001.early-stop":
         "Early stopping where ∇S_T·∇S_E = 0 (001 §3, eq. 7): the note says {document_value}; in the regime of "
         "its derivation (full-batch GD, small steps) {measured[baseline]} — {verdict}. Full-batch GD holds up to "
