@@ -84,6 +84,7 @@ import numpy as np
 import torch
 
 from actionlab._checks import ActionlabError
+from actionlab._values import format_value
 
 __all__ = ["RunFolder", "to_jsonable", "provenance", "Claim", "VERDICTS", "STRENGTHS", "default_out",
            "RUNNING", "FAILED", "LOCK", "MANIFEST", "FOLDER_STATES", "folder_state", "mark_failed", "failure_text",
@@ -784,10 +785,8 @@ class RunFolder:
 def claims_table_md(claims: list[Claim]) -> str:
     """A Markdown table of claims (source, claim, document, measured, verdict, strength).
 
-    Values are written as readable text (:func:`actionlab.report.values.format_value`: numbers to
+    Values are written as readable text (:func:`actionlab._values.format_value`: numbers to
     6 significant digits, a dict as ``key: value; …``), never as a JSON string, and never cut."""
-    from actionlab.report.values import format_value
-
     lines = ["| source | claim | document | measured | verdict | strength |", "|---|---|---|---|---|---|"]
     for c in claims:
         def cell(v: Any) -> str:

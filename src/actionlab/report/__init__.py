@@ -41,7 +41,7 @@ from .collect import collect, read_run
 from .findings import KEY_FINDINGS
 from .model import DOCUMENTS, ClaimGroup, DocumentSection, KeyFinding, Problem, ReportData, ReportFiles, RunFolderRecord
 from .render import render_html, render_markdown
-from .values import format_value
+from actionlab._values import format_value
 
 __all__ = [
     "DOCUMENTS",

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .model import ClaimGroup, KeyFinding
-from .values import format_value, is_number
+from actionlab._values import format_value, is_number
 
 __all__ = ["KEY_FINDINGS", "key_findings", "finding_sentence"]
 

@@ -24,7 +24,7 @@ from actionlab.runs import VERDICTS
 from .build import slug
 from .collect import IMAGE_TYPES
 from .model import OTHER, ReportData, RunFolderRecord
-from .values import flatten, fmt_number, format_value, is_number
+from actionlab._values import flatten, fmt_number, format_value, is_number
 
 __all__ = ["render_html", "render_markdown", "environment"]
 

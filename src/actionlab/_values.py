@@ -1,5 +1,7 @@
 """Values of results.json as readable text: numbers to 6 significant digits, dicts as ``key: value; …``.
 
+Shared by the run folders' summaries (:func:`actionlab.runs.claims_table_md`) and the report.
+
 Nothing here truncates with an ellipsis: a string, a dict and a short list
 are written in full; only a long numeric array is summarised (its shape,
 minimum, maximum and mean), never cut.
