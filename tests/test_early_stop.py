@@ -192,12 +192,9 @@ def test_regime_grid_is_one_factor_at_a_time_around_the_baseline():
 # ----------------------------------------------------------------------------- the regime of the derivation
 
 
-def test_rule_fires_at_argmin_S_E_under_small_step_full_batch_gd():
-    """Full-batch GD, float64, small η, dot product on the full sets every step: |rule − argmin S_E| ≤ 1.
-
-    S_E is recomputed independently (a plain forward pass after every step), not taken from the callback.
-    """
-    from actionlab import train as T
+def _overfitting_toy():
+    """A float64 3-class problem that overfits within 600 full-batch GD steps (argmin S_E at step 250):
+    24 training and 300 test points around Gaussian class centres, and a silu TwoLayer (H = 16)."""
     from actionlab.models import TwoLayer
 
     g = torch.Generator().manual_seed(3)
@@ -207,6 +204,18 @@ def test_rule_fires_at_argmin_S_E_under_small_step_full_batch_gd():
     z_tr = centres[y_tr] + torch.randn(n, E, generator=g, dtype=torch.float64)
     z_te = centres[y_te] + torch.randn(300, E, generator=g, dtype=torch.float64)
     model = TwoLayer.glorot(M, H, E, activation="silu", generator=g, dtype=torch.float64)
+    return z_tr, y_tr, z_te, y_te, model
+
+
+def test_rule_fires_at_argmin_S_E_under_small_step_full_batch_gd():
+    """Full-batch GD, float64, small η, dot product on the full sets every step: |rule − argmin S_E| ≤ 1.
+
+    S_E is recomputed independently (a plain forward pass after every step), not taken from the callback.
+    """
+    from actionlab import train as T
+
+    z_tr, y_tr, z_te, y_te, model = _overfitting_toy()
+    n = len(y_tr)
     rule = T.GradientAlignmentStop((z_tr, y_tr), (z_te, y_te), every=1, stop=False)
     s_e: list[float] = []
 
@@ -239,16 +248,10 @@ def test_run_ends_once_S_E_has_passed_its_minimum_with_the_same_argmin_and_rule_
     nor the rule's step against the same run trained to its whole budget."""
     from actionlab import train as T
     from actionlab.experiments.early_stop import _PassedMinimum
-    from actionlab.models import TwoLayer
 
     def toy(ends: bool):
-        g = torch.Generator().manual_seed(3)
-        M, E, H, n = 3, 6, 16, 24
-        centres = 1.2 * torch.randn(M, E, generator=g, dtype=torch.float64)
-        y_tr, y_te = torch.arange(n) % M, torch.arange(300) % M
-        z_tr = centres[y_tr] + torch.randn(n, E, generator=g, dtype=torch.float64)
-        z_te = centres[y_te] + torch.randn(300, E, generator=g, dtype=torch.float64)
-        model = TwoLayer.glorot(M, H, E, activation="silu", generator=g, dtype=torch.float64)
+        z_tr, y_tr, z_te, y_te, model = _overfitting_toy()
+        n = len(y_tr)
         rule = T.GradientAlignmentStop((z_tr, y_tr), (z_te, y_te), every=1, stop=False)
         cbs = (rule, _PassedMinimum(rule, margin=0.002, patience=0.5)) if ends else (rule,)
         spec = T.TrainSpec(epochs=600, max_steps=600, batch_size=n, seed=0, eval_every=600, progress=False)

@@ -42,17 +42,39 @@ def test_exact_density_of_dual_is_that_of_F():
     np.testing.assert_allclose(full.moments, d.moments, rtol=1e-10)
 
 
+def _quadrature_moments(alpha, beta, kmax):
+    """∑_j τ_j² θ_jᵏ (k = 0..kmax) of each tridiagonal (float64 eigensolve): p × (kmax + 1)."""
+    Tm = torch.diag_embed(alpha) + torch.diag_embed(beta, 1) + torch.diag_embed(beta, -1)
+    th, U = torch.linalg.eigh(Tm.double())
+    return torch.stack([(U[:, 0] ** 2 * th**k).sum(1) for k in range(kmax + 1)], 1)
+
+
+def _rule_moments(nodes, weights, kmax):
+    """∑_j w_j θ_jᵏ (k = 0..kmax) of each quadrature rule of a SpectralDensity: p × (kmax + 1)."""
+    nodes, weights = torch.as_tensor(nodes, dtype=torch.float64), torch.as_tensor(weights, dtype=torch.float64)
+    return torch.stack([(weights * nodes**k).sum(-1) for k in range(kmax + 1)], -1)
+
+
+def _exact_moments(F, V, kmax):
+    """The float64 reference uᵀFᵏu (k = 0..kmax) for each normalised column u of V: p × (kmax + 1)."""
+    U = V / V.norm(dim=0)
+    return torch.stack([torch.einsum("ni,nm,mi->i", U, torch.linalg.matrix_power(F, k), U)
+                        for k in range(kmax + 1)], 1)
+
+
+def _assert_moments(got, ref, rel):
+    """Each moment of each rule within ``rel`` of its reference (pytest.approx per element)."""
+    for g, r in zip(got.tolist(), ref.tolist()):
+        assert g == pytest.approx(r, rel=rel)
+
+
 def test_gauss_quadrature_is_exact_for_low_degree(net_and_data):
     _, _, F, _ = net_and_data
     m = 6
     v = torch.randint(0, 2, (F.shape[0], 1), generator=torch.Generator().manual_seed(3)).double() * 2 - 1
     alpha, beta = S.lanczos_tridiagonal(F, v, m)
-    Tm = torch.diag(alpha[0]) + torch.diag(beta[0], 1) + torch.diag(beta[0], -1)
-    th, U = torch.linalg.eigh(Tm)
-    u = v[:, 0] / v.norm()
-    for k in range(0, 2 * m):  # ∑ τ_j² θ_jᵏ = uᵀFᵏu for k ≤ 2m − 1
-        ref = float(u @ torch.linalg.matrix_power(F, k) @ u)
-        assert float((U[0] ** 2 * th**k).sum()) == pytest.approx(ref, rel=1e-9)
+    # ∑ τ_j² θ_jᵏ = uᵀFᵏu for k ≤ 2m − 1
+    _assert_moments(_quadrature_moments(alpha, beta, 2 * m - 1), _exact_moments(F, v, 2 * m - 1), rel=1e-9)
 
 
 def test_lanczos_groups_and_reorthogonalisation(net_and_data):
@@ -74,12 +96,8 @@ def test_lanczos_groups_and_reorthogonalisation(net_and_data):
     np.testing.assert_allclose(torch.linalg.eigvalsh(Tn).numpy(), ev, atol=1e-9 * ev.max(), rtol=0)
     m = 6
     a_f, b_f = S.lanczos_tridiagonal(F, V[:, :1], m, reorthogonalize=False)
-    Tm = torch.diag(a_f[0]) + torch.diag(b_f[0], 1) + torch.diag(b_f[0], -1)
-    th, U = torch.linalg.eigh(Tm)
-    u = V[:, 0] / V[:, 0].norm()
-    for k in range(0, 2 * m):  # ∑ τ_j² θ_jᵏ = uᵀFᵏu for k ≤ 2m − 1, here too
-        ref = float(u @ torch.linalg.matrix_power(F, k) @ u)
-        assert float((U[0] ** 2 * th**k).sum()) == pytest.approx(ref, rel=1e-8)
+    # ∑ τ_j² θ_jᵏ = uᵀFᵏu for k ≤ 2m − 1, here too
+    _assert_moments(_quadrature_moments(a_f, b_f, 2 * m - 1), _exact_moments(F, V[:, :1], 2 * m - 1), rel=1e-8)
 
 
 def test_slq_without_reorthogonalisation_matrix_free(net_and_data):
@@ -165,13 +183,6 @@ def _probes(n: int, p: int, seed: int) -> torch.Tensor:
     return (torch.randint(0, 2, (p, n), generator=g, dtype=torch.float32) * 2 - 1).double().T
 
 
-def _quadrature_moments(alpha, beta, kmax):
-    """∑_j τ_j² θ_jᵏ (k = 0..kmax) of each tridiagonal (float64 eigensolve)."""
-    Tm = torch.diag_embed(alpha) + torch.diag_embed(beta, 1) + torch.diag_embed(beta, -1)
-    th, U = torch.linalg.eigh(Tm.double())
-    return torch.stack([(U[:, 0] ** 2 * th**k).sum(1) for k in range(kmax + 1)], 1)
-
-
 @pytest.mark.parametrize("reorth", [True, False])
 def test_probe_block_one_probe_per_call_reproduces_exact_moments(net_and_data, reorth):
     """probe_block=1 (one probe per operator call, the large-P path): the same probes and rules as one block,
@@ -185,11 +196,8 @@ def test_probe_block_one_probe_per_call_reproduces_exact_moments(net_and_data, r
     np.testing.assert_allclose(one.nodes, blk.nodes, rtol=0, atol=1e-12 * ev.max())
     np.testing.assert_allclose(one.weights, blk.weights, rtol=0, atol=1e-12)
     U = _probes(n, p, seed)
+    _assert_moments(_rule_moments(one.nodes, one.weights, 2 * m - 1), _exact_moments(F, U, 2 * m - 1), rel=1e-8)
     U = U / U.norm(dim=0)
-    for i in range(p):
-        for k in range(2 * m):
-            ref = float(U[:, i] @ torch.linalg.matrix_power(F, k) @ U[:, i])
-            assert float((one.weights[i] * one.nodes[i] ** k).sum()) == pytest.approx(ref, rel=1e-8)
     a1, b1 = S.lanczos_tridiagonal(F, U, n, probe_block=1)  # n steps: every T_n is similar to F
     assert a1.dtype == torch.float64
     for i in range(p):
@@ -207,12 +215,8 @@ def test_float32_recurrence_reproduces_exact_moments(net_and_data):
     for reorth in (True, False):
         d = S.spectral_density(F32, method="slq", probes=p, steps=m, seed=seed, reorthogonalize=reorth,
                                probe_block=1, recurrence_dtype="operator")
-        U = _probes(n, p, seed)
-        U = U / U.norm(dim=0)
-        for i in range(p):
-            for k in range(2 * m):
-                ref = float(U[:, i] @ torch.linalg.matrix_power(F, k) @ U[:, i])
-                assert float((d.weights[i] * d.nodes[i] ** k).sum()) == pytest.approx(ref, rel=1e-4)
+        _assert_moments(_rule_moments(d.nodes, d.weights, 2 * m - 1), _exact_moments(F, _probes(n, p, seed), 2 * m - 1),
+                        rel=1e-4)
     a, b = S.lanczos_tridiagonal(F32, _probes(n, 2, seed).float(), n)
     assert a.dtype == b.dtype == torch.float64
     for i in range(2):

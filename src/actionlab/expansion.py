@@ -263,6 +263,14 @@ def _same_params(p: Params, group, base: Params | None = None) -> None:
     _D.check_same(flat, group, "the parameters θ (U, c, W, b) or the base point")
 
 
+def _check_samples(z: torch.Tensor, labels: torch.Tensor, num_classes: int | None) -> None:
+    """z a non-empty N × E matrix, labels N class indices (in range(num_classes) when it is given)."""
+    check_matrix(z, "z")
+    check_nonempty(z, "z")
+    check_labels(labels, num_classes)
+    check_same_length(z, labels, "z", "labels")
+
+
 def _sum_over_ranks(local: torch.Tensor, n_local: int, group) -> tuple[torch.Tensor, int]:
     """(Σ_r local_r, Σ_r n_r) over the group by one all-reduce (docs/distributed.md: the one rule).
 
@@ -523,10 +531,7 @@ def j_tensor(
     M is the union's largest label + 1).
     """
     def local_checks():
-        check_matrix(z, "z")
-        check_nonempty(z, "z")
-        check_labels(labels, num_classes)
-        check_same_length(z, labels, "z", "labels")
+        _check_samples(z, labels, num_classes)
         if not isinstance(n, int) or n < 1:
             raise ValueCheckError(f"n must be an int ≥ 1, got {n!r}")
 
@@ -576,10 +581,7 @@ def j_contract(
     U, W (b, weights) must be the same on every rank; the gradient is this rank's share.
     """
     def local_checks():
-        check_matrix(z, "z")
-        check_nonempty(z, "z")
-        check_labels(labels, None)
-        check_same_length(z, labels, "z", "labels")
+        _check_samples(z, labels, None)
         if not isinstance(n, int) or n < 0:
             raise ValueCheckError(f"n must be an int ≥ 0, got {n!r}")
         if U.dim() != 2 or W.dim() != 2 or U.shape[1] != W.shape[0] or W.shape[1] != z.shape[1]:
