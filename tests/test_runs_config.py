@@ -196,3 +196,19 @@ def test_param_help_range_and_length():
     assert check_config(Cfg(name="a")).name == "a"
     with pytest.raises(TypeError, match="help"):
         param(1, "")
+
+
+def test_torch_threads_sets_and_restores_the_thread_count():
+    from actionlab.config import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    for leave in (None, 0):
+        with torch_threads(leave):
+            assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="inside"):  # restored on an exception too
+        with torch_threads(1):
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before

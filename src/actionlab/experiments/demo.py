@@ -26,7 +26,7 @@ from typing import ClassVar
 import torch
 
 from actionlab import data as _data
-from actionlab.config import RunOptions, seed_everything
+from actionlab.config import RunOptions, seed_everything, torch_threads
 from actionlab._display import short_repr
 from actionlab.experiments._registry import param, register_experiment
 from actionlab.models import TwoLayer, action
@@ -106,15 +106,10 @@ def run(config: DemoConfig, options: RunOptions) -> DemoResult:
     # The matrices here are tiny (batch 64 × E 64 × H 64): on a CPU, intra-op threads only add
     # synchronisation cost (measured 10× slower with 2 threads on a busy 2-core machine), so the
     # training runs single-threaded there; the caller's thread setting is restored afterwards.
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
+    with torch_threads(1 if device.type == "cpu" else None):
         hist = fit(model, (zt, yt), eval=(ze, ye), optimizer=config.optimizer, lr=config.lr,
                    momentum=config.momentum, weight_decay=config.weight_decay, epochs=config.epochs,
                    batch_size=config.batch_size, seed=options.seed, device=device)
-    finally:
-        torch.set_num_threads(threads)
     with torch.no_grad():
         s_fin_train, s_fin_test = float(action(model, zt, yt)), float(action(model, ze, ye))
 

@@ -53,7 +53,7 @@ import torch
 
 from actionlab import activations as _act
 from actionlab._display import short_repr
-from actionlab.config import RunOptions, seed_everything
+from actionlab.config import RunOptions, seed_everything, torch_threads
 from actionlab.embeddings import KINDS as EMBEDDING_KINDS
 from actionlab.embeddings import EmbeddedClassifier
 from actionlab.experiments._registry import param, register_experiment
@@ -487,13 +487,10 @@ def run(config: EarlyStopConfig, options: RunOptions) -> EarlyStopResult:
     grid = regime_grid(config)
     res = EarlyStopResult(baseline=grid[0].key)
     bar = tqdm(total=sum(len(regime_seeds(config, r, options.seed)) for r in grid), desc="early-stop", disable=None)
-    threads = torch.get_num_threads()
-    if config.num_threads > 0:
-        torch.set_num_threads(config.num_threads)
     try:
-        _run_grid(config, options, grid, res, bar)
+        with torch_threads(config.num_threads):
+            _run_grid(config, options, grid, res, bar)
     finally:
-        torch.set_num_threads(threads)
         bar.close()
     for claim in regime_claims(res, config, options):
         run_folder.add_claim(claim)

@@ -20,7 +20,7 @@ import torch
 
 from actionlab import expansion, stats
 from actionlab._display import short_repr
-from actionlab.config import RunOptions, seed_everything
+from actionlab.config import RunOptions, seed_everything, torch_threads
 from actionlab.experiments._registry import param, register_experiment
 from actionlab.experiments._trained import (
     BuildOptions,
@@ -106,16 +106,11 @@ def run(config: EmbeddingDimConfig, options: RunOptions) -> EmbeddingDimResult:
     P = splits[seeds[0]][0].z.shape[1]
     jobs = [(kind, E, s) for kind in config.embeddings
             for E in sorted({min(E, P) if kind == "pca" else E for E in config.dims}) for s in seeds]
-    threads = torch.get_num_threads()
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         for kind, E, s in tqdm(jobs, desc="embedding-dim", disable=None):
             ts = get_theta_star(DataSpec.from_config(config, s), kind, E, config.hidden, learned_config_from(config),
                                 build=BuildOptions.of(config, options, seed=s, progress=False), splits=splits[s])
             res.rows.append(_row(kind, E, s, config.hidden, ts))
-    finally:
-        torch.set_num_threads(threads)
     for kind in config.embeddings:
         for n in (2, 3):
             t = trend([r for r in res.rows if r["embedding"] == kind], n)

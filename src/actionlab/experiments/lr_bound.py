@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 from actionlab import activations as _act
 from actionlab._checks import ValueCheckError
 from actionlab._display import short_repr
-from actionlab.config import RunOptions, seed_everything
+from actionlab.config import RunOptions, seed_everything, torch_threads
 from actionlab.experiments import _minimum_stability as ms
 from actionlab.experiments._registry import param, register_experiment
 from actionlab.fisher import empirical as emp
@@ -489,14 +489,9 @@ def run(config: LrBoundConfig, options: RunOptions) -> LrBoundResult:
                          "colour_map": {"datasets": list(config.datasets), "n_train": config.n_train,
                                         "standardize": config.standardize}})
     res = LrBoundResult()
-    threads = torch.get_num_threads()
-    if config.num_threads > 0:
-        torch.set_num_threads(config.num_threads)
-    try:
+    with torch_threads(config.num_threads):
         _minimum_study(config, options, res, device)
         _run_grid(config, options, res, dtype, device)
-    finally:
-        torch.set_num_threads(threads)
     res.wall_time_s = time.perf_counter() - t0
     _figure_minimum(rf, res, config)
     if res.cells:

@@ -181,6 +181,7 @@ def top_eigenpairs(
 
 
 _AUTO_BLOCK_BYTES = 2**25  # probe_block="auto": at most 32 MiB of probes per operator call
+_MAX_BASIS_BYTES = 2**31  # with re-orthogonalisation: at most 2 GiB of Lanczos basis per group
 
 
 def _group_size(n: int, p: int, m: int, itemsize: int, op_itemsize: int, reorth: bool, max_basis_bytes: int,
@@ -200,7 +201,7 @@ def _group_size(n: int, p: int, m: int, itemsize: int, op_itemsize: int, reorth:
 
 
 def lanczos_tridiagonal(op, V0: torch.Tensor, steps: int, *, reorthogonalize: bool = True,
-                        max_basis_bytes: int = 2**31, probe_block="auto") -> tuple[torch.Tensor, torch.Tensor]:
+                        max_basis_bytes: int = _MAX_BASIS_BYTES, probe_block="auto") -> tuple[torch.Tensor, torch.Tensor]:
     """``steps`` Lanczos steps from each column of V0 (n × p), fully re-orthogonalised by default.
 
     Returns (α, β) in float64 of shapes (p, m) and (p, m − 1): the tridiagonal T_m of each start vector.
@@ -295,7 +296,7 @@ def _slq_rules(op: CurvatureOperator, probes: int, steps: int, seed: int, reorth
     gen = torch.Generator().manual_seed(int(seed))
     n = op.shape[0]
     m = int(min(steps, n))
-    group = _group_size(n, probes, m, dtype.itemsize, op.dtype.itemsize, reorth, 2**31, probe_block)
+    group = _group_size(n, probes, m, dtype.itemsize, op.dtype.itemsize, reorth, _MAX_BASIS_BYTES, probe_block)
     alphas, betas = [], []
     for s in range(0, probes, group):
         Z = torch.randint(0, 2, (min(group, probes - s), n), generator=gen, dtype=torch.float32).mul_(2).sub_(1)
